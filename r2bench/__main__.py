@@ -1,0 +1,3 @@
+from r2bench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Benchmark construction (sources -> build -> store) and the read-only Benchmark view."""

@@ -1,0 +1,32 @@
+"""User-facing errors.
+
+Every error a user can cause (bad input, unknown names, missing extras) is an
+``R2BenchError``: the CLI prints its message on one line and exits with status 2,
+without a traceback. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class R2BenchError(Exception):
+    """An error caused by the user's input or environment, with a message that says how to fix it."""
+
+
+class DataError(R2BenchError):
+    """Raw or prepared data is malformed; the message names the file, the record and what was expected."""
+
+
+class RunValidationError(R2BenchError):
+    """A run does not match its benchmark (missing instances, wrong candidates, non-finite scores...)."""
+
+
+class MissingExtraError(R2BenchError, ImportError):
+    """An optional dependency stack is not installed."""
+
+    def __init__(self, package: str, extra: str, purpose: str = ""):
+        self.package = package
+        self.extra = extra
+        what = f" (needed for {purpose})" if purpose else ""
+        super().__init__(
+            f"{package} is not installed{what}: pip install 'r2bench[{extra}]'"
+        )

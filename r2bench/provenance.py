@@ -1,0 +1,64 @@
+"""Provenance recorded in every run and manifest: versions, git commit, hardware."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+KEY_PACKAGES = (
+    "r2bench", "numpy", "polars", "pyarrow", "pandas", "scipy", "torch", "transformers",
+    "peft", "accelerate", "recbole", "openai", "matplotlib",
+)
+
+
+def package_versions(names: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_commit(path: str | Path | None = None) -> str | None:
+    """The commit of the r2bench checkout (None for an installed wheel or no git)."""
+    where = Path(path) if path else Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    commit = out.stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True, text=True, timeout=5,
+    ).stdout.strip()
+    return commit + ("-dirty" if dirty else "")
+
+
+def hardware() -> dict[str, object]:
+    info: dict[str, object] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or None,
+    }
+    import sys
+
+    if "torch" in sys.modules:  # only report the GPU when torch is already in use
+        torch = sys.modules["torch"]
+        try:
+            if torch.cuda.is_available():
+                info["gpu"] = torch.cuda.get_device_name(0)
+                info["gpu_count"] = torch.cuda.device_count()
+        except Exception:  # noqa: BLE001 - provenance must never fail a run
+            pass
+    return info

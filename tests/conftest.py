@@ -1,0 +1,40 @@
+"""Shared test set-up: an isolated R2BENCH_HOME, no progress bars, tiny generated benchmarks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("R2BENCH_PROGRESS", "0")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own R2BENCH_HOME and runs directory; nothing touches ~/.cache."""
+    home = tmp_path_factory.mktemp("r2bench_home")
+    monkeypatch.setenv("R2BENCH_HOME", str(home))
+    monkeypatch.setenv("R2BENCH_RUNS", str(home / "runs"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    yield home
+
+
+@pytest.fixture(scope="session")
+def tiny_benchmark_path(tmp_path_factory) -> Path:
+    """A small benchmark (60 users, 80 items) built by the real pipeline from generated data.
+
+    Session-scoped and read-only: tests must not modify it.
+    """
+    from r2bench.data.synthetic import make_synthetic_benchmark
+
+    out = tmp_path_factory.mktemp("tiny_bench")
+    return make_synthetic_benchmark(out, n_users=60, n_items=80, seed=0)
+
+
+@pytest.fixture
+def tiny_benchmark(tiny_benchmark_path):
+    from r2bench.data.benchmark import load_benchmark
+
+    return load_benchmark(tiny_benchmark_path)
