@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+HELP = "fit a method, score a split and write a run (then evaluate it)"
+DESCRIPTION = (
+    "Fit METHOD on the benchmark's train instances, score a split and write runs/<run-id>/ "
+    "(scores.parquet, run.json, metrics.parquet). Config keys can be set with --set key=value, "
+    "--config FILE.yaml, or directly as --key=value after the known options (e.g. --epochs=3)."
+)
+
+
+def _accept_config_options(parser) -> None:
+    """Let unknown ``--key=value`` / ``--key value`` options through as config overrides.
+
+    The CLI parses with ``parse_args``, which rejects unknown options; this sub-parser
+    keeps them in ``args.extra_overrides`` instead and build_config rejects unknown keys
+    later with a did-you-mean.
+    """
+    original = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        ns, rest = original(args, namespace)
+        extra, leftover, i = [], [], 0
+        while i < len(rest):
+            tok = rest[i]
+            if tok.startswith("--") and "=" in tok:
+                extra.append(tok[2:])
+            elif tok.startswith("--") and i + 1 < len(rest) and not rest[i + 1].startswith("--"):
+                extra.append(f"{tok[2:]}={rest[i + 1]}")
+                i += 1
+            else:
+                leftover.append(tok)
+            i += 1
+        ns.extra_overrides = extra
+        return ns, leftover
+
+    parser.parse_known_args = parse_known_args
+    parser.allow_abbrev = False
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--method", required=True, help="a registered method (see `r2bench methods`)")
+    parser.add_argument("--dataset", default="movielens-100k",
+                        help="dataset name (its latest prepare) or benchmark folder (default movielens-100k)")
+    parser.add_argument("--split", default="test", choices=("test", "val"), help="split to score (default test)")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N instances by instance_id")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the method (default 0)")
+    parser.add_argument("--out", default=None, help="folder under which <run-id>/ is created (default ./runs)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    parser.add_argument("--config", default=None, metavar="FILE", help="YAML file of config values")
+    parser.add_argument("--train-on", default=None, metavar="DATASET",
+                        help="fit on this dataset and score --dataset (cross-dataset transfer)")
+    parser.add_argument("--label", default=None, help="display name of the run in reports (default: the method)")
+    parser.add_argument("--no-evaluate", action="store_true", help="write the run without evaluating it")
+    _accept_config_options(parser)
+
+
+def run(args) -> int:
+    import shlex
+    import sys
+
+    from r2bench.config import parse_set_args
+    from r2bench.eval.evaluate import summary_table
+    from r2bench.runs import load_run, run_method
+
+    overrides = parse_set_args(list(args.set) + list(getattr(args, "extra_overrides", []) or []))
+    command = "r2bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+    path = run_method(
+        args.method, args.dataset, split=args.split, limit=args.limit, seed=args.seed,
+        overrides=overrides, config_file=args.config, out=args.out, train_on=args.train_on,
+        evaluate=not args.no_evaluate, command=command, label=args.label,
+    )
+    r = load_run(path)
+    t = r.meta["timings"]
+    print(f"run {r.run_id}: {r.method} on {r.dataset} [{r.fingerprint[:12]}] {r.split}, "
+          f"{r.meta['n_instances']} instances, fit {t['fit_s']:.1f}s, score {t['score_s']:.1f}s")
+    if not args.no_evaluate:
+        print(summary_table(r.metrics(evaluate=False)))
+    print(path)
+    return 0

@@ -1,0 +1,222 @@
+"""Streaming, validating reader for large ``.jsonl.gz`` files (Amazon Reviews 2023).
+
+The file is decompressed in blocks of complete lines and each block is parsed by
+polars (``read_ndjson`` with an explicit schema, so only the needed fields are
+materialised): memory stays at the size of the selected columns, never the raw
+file. When polars rejects a block, a cheap second pass over that block with
+``json.loads`` finds the first offending line so the error names ``file:line``.
+
+Malformed lines (not JSON, not an object, a required field missing or null, a
+wrong type) fail by default; with ``skip_bad_lines`` they are dropped and counted.
+A truncated or corrupt gzip stream always fails: the file is incomplete.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from r2bench.errors import DataError
+from r2bench.progress import bar
+
+BLOCK_BYTES = 32 << 20
+
+# expected JSON kinds for the second-pass check
+_KIND = {
+    pl.String: (str,),
+    pl.Int64: (int,),
+    pl.Float64: (int, float),
+    pl.Boolean: (bool,),
+}
+
+
+@dataclass
+class ReadResult:
+    frame: pl.DataFrame
+    lines: int  # non-blank lines seen
+    bad_lines: int  # lines skipped (skip_bad_lines)
+    first_bad: list[str]  # up to 5 "line N: reason" for the manifest
+
+
+def _kind_ok(value, dtype) -> bool:
+    if value is None:
+        return True
+    if isinstance(dtype, pl.List):
+        return isinstance(value, list) and all(_kind_ok(v, dtype.inner) for v in value)
+    kinds = _KIND.get(dtype.base_type() if hasattr(dtype, "base_type") else dtype)
+    if kinds is None:
+        return True
+    if isinstance(value, bool) and bool not in kinds:
+        return False
+    return isinstance(value, kinds)
+
+
+def check_line(raw: bytes, schema: dict[str, pl.DataType], required: tuple[str, ...]) -> str | None:
+    """Why a line is malformed, or None when it is fine."""
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return f"not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    for name in required:
+        if obj.get(name) is None:
+            return f"required field {name!r} is missing or null"
+    for name, dtype in schema.items():
+        if name in obj and not _kind_ok(obj[name], dtype):
+            return f"field {name!r} has the wrong type: expected {dtype}, got {type(obj[name]).__name__} {obj[name]!r:.60}"
+    return None
+
+
+def _split(data: bytes, first: int) -> tuple[list[bytes], list[int]]:
+    """Non-blank lines of a block and their 1-based line numbers."""
+    lines, numbers = [], []
+    for i, ln in enumerate(data.split(b"\n")):
+        if ln.strip():
+            lines.append(ln)
+            numbers.append(first + i)
+    return lines, numbers
+
+
+def _slow_parse(lines, numbers, schema, required, path: Path, skip: bool, bad: list[str]) -> pl.DataFrame:
+    """Line by line: name (or skip) every malformed line, then parse the rest."""
+    keep_l, keep_n = [], []
+    for raw, n in zip(lines, numbers):
+        why = check_line(raw, schema, required)
+        if why is None:
+            keep_l.append(raw)
+            keep_n.append(n)
+        elif skip:
+            bad.append(f"line {n}: {why}")
+        else:
+            raise DataError(f"{path}:{n}: {why} (use --skip-bad-lines to skip such lines)")
+    if not keep_l:
+        return pl.DataFrame(schema={**schema, "_line": pl.Int64})
+    try:
+        df = pl.read_ndjson(io.BytesIO(b"\n".join(keep_l)), schema=schema)
+    except pl.exceptions.PolarsError as exc:
+        raise DataError(f"{path}: lines {keep_n[0]}-{keep_n[-1]}: cannot parse ({exc})") from None
+    if df.height != len(keep_l):
+        raise DataError(f"{path}: lines {keep_n[0]}-{keep_n[-1]}: {df.height} records from {len(keep_l)} lines")
+    return df.with_columns(pl.Series("_line", keep_n, dtype=pl.Int64))
+
+
+def _parse_block(data: bytes, first: int, schema, required, path: Path, skip: bool, bad: list[str]) -> pl.DataFrame:
+    """Parse a block of complete lines starting at line ``first``; adds ``_line``.
+
+    Fast path: polars parses the whole block and there is one record per line.
+    Anything else (a parse error, blank lines, a required field null) falls back
+    to the line-by-line check, which names the line.
+    """
+    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    try:
+        df = pl.read_ndjson(io.BytesIO(data), schema=schema)
+        ok = df.height == n_lines
+    except pl.exceptions.PolarsError:
+        ok = False
+    if ok and required:
+        ok = not df.select(pl.any_horizontal([pl.col(c).is_null() for c in required]).any()).item()
+    if ok:
+        return df.with_columns(pl.int_range(first, first + n_lines, dtype=pl.Int64).alias("_line"))
+    lines, numbers = _split(data, first)
+    return _slow_parse(lines, numbers, schema, required, path, skip, bad)
+
+
+def _gunzip(path: Path, desc: str, raw_bytes: int = 4 << 20):
+    """Decompressed blocks of a (multi-member) gzip file; errors name the file."""
+    total = path.stat().st_size
+    with open(path, "rb") as f, bar(total=total, desc=desc, unit="B", unit_scale=True) as b:
+        d = zlib.decompressobj(wbits=31)
+        started = False
+        while True:
+            raw = f.read(raw_bytes)
+            b.update(len(raw))
+            if not raw:
+                break
+            while raw:
+                try:
+                    out = d.decompress(raw)
+                except zlib.error as exc:
+                    yield DataError(f"{path}: corrupt gzip data ({exc}); expected an intact .jsonl.gz file")
+                    return
+                started = True
+                if out:
+                    yield out
+                if d.eof:  # end of a member: another may follow
+                    raw = d.unused_data
+                    d = zlib.decompressobj(wbits=31)
+                    started = bool(raw)
+                else:
+                    raw = b""
+        if started and not d.eof:
+            yield DataError(
+                f"{path}: truncated gzip: the stream ends without its end marker; "
+                f"the file is incomplete, delete it and download or copy it again"
+            )
+
+
+def read_jsonl_gz(
+    path: str | Path,
+    schema: dict[str, pl.DataType],
+    required: tuple[str, ...] = (),
+    skip_bad_lines: bool = False,
+    block_filter: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+    desc: str | None = None,
+    block_bytes: int = BLOCK_BYTES,
+) -> ReadResult:
+    """Read the ``schema`` fields of every line; adds ``_line`` (1-based line number).
+
+    ``block_filter(frame)`` may validate (raise naming ``_line``) and reduce each
+    block before it is kept, which bounds memory.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    frames: list[pl.DataFrame] = []
+    bad: list[str] = []
+    n_bad_total = 0
+    line_no = 0  # lines before the current block
+    pending: list[bytes] = []
+    pending_size = 0
+
+    def flush(data: bytes) -> None:
+        nonlocal line_no, n_bad_total
+        if not data:
+            return
+        before = len(bad)
+        df = _parse_block(data, line_no + 1, schema, required, path, skip_bad_lines, bad)
+        n_bad_total += len(bad) - before
+        del bad[5:]
+        line_no += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        if block_filter is not None:
+            n = df.height
+            df = block_filter(df)
+            if df.height < n:
+                # a filtered frame still holds the whole block's string buffers (polars
+                # string views share them); copying through arrow keeps only its rows
+                df = pl.from_arrow(df.to_arrow(compat_level=pl.CompatLevel.oldest()))
+        frames.append(df)
+
+    for out in _gunzip(path, desc or path.name):
+        if isinstance(out, DataError):
+            complete = line_no + sum(p.count(b"\n") for p in pending)
+            raise DataError(f"{out} (it breaks off after line {complete})")
+        pending.append(out)
+        pending_size += len(out)
+        if pending_size >= block_bytes:
+            data = b"".join(pending)
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                pending, pending_size = [data], len(data)
+                continue
+            pending, pending_size = [data[cut + 1 :]], len(data) - cut - 1
+            flush(data[: cut + 1])
+    flush(b"".join(pending))
+    frame = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema={**schema, "_line": pl.Int64})
+    return ReadResult(frame=frame, lines=line_no, bad_lines=n_bad_total, first_bad=bad[:5])

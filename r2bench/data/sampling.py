@@ -1,0 +1,110 @@
+"""Order-independent randomness for benchmark construction.
+
+Every random draw is a pure function of a key and a counter: keys come from a
+stable hash (BLAKE2b) of (seed, purpose, user_id[, position]), never Python's
+``hash()``, and are expanded with the splitmix64 finaliser, vectorised in numpy.
+So an instance's negatives and shuffle never depend on processing order, chunking
+or which other users are in the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from r2bench.progress import bar
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def stable_hash64(*parts: object) -> int:
+    """A 64-bit hash of the parts that is the same on every machine and run."""
+    text = "\x1f".join(str(p) for p in parts)
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def stable_hashes(prefix: tuple[object, ...], values: list[str]) -> np.ndarray:
+    """:func:`stable_hash64` of ``(*prefix, v)`` for every value, as uint64."""
+    head = "\x1f".join(str(p) for p in prefix) + "\x1f"
+    out = np.empty(len(values), dtype=np.uint64)
+    for i, v in enumerate(values):
+        out[i] = int.from_bytes(hashlib.blake2b((head + v).encode("utf-8"), digest_size=8).digest(), "little")
+    return out
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser, vectorised (uint64 arithmetic wraps, as intended)."""
+    with np.errstate(over="ignore"):
+        z = x.astype(np.uint64, copy=True) + GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        return z ^ (z >> np.uint64(31))
+
+
+def stream(keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
+    """Random uint64 ``[n, m]``: element (i, j) depends only on (keys[i], counters[j])."""
+    with np.errstate(over="ignore"):
+        return splitmix64(keys[:, None] ^ splitmix64(counters.astype(np.uint64))[None, :])
+
+
+def _below(x: np.ndarray, n: int) -> np.ndarray:
+    """Map uniform uint64 to uniform ints in [0, n) (multiply-shift on the high 32 bits)."""
+    return (((x >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32)).astype(np.int64)
+
+
+def draw_negatives(
+    inst_keys: np.ndarray, inst_user: np.ndarray, user_item_keys: np.ndarray, n_items: int, n_neg: int
+) -> np.ndarray:
+    """``[n, n_neg]`` distinct item codes per instance, none in the user's items.
+
+    Draw j of instance i is ``below(splitmix(key_i, j), n_items)``; rejected draws
+    (the user's items, repeats) are skipped and the first ``n_neg`` accepted ones
+    kept, so the result depends only on the instance key and the user's items.
+    """
+    n = len(inst_keys)
+    out = np.full((n, n_neg), -1, dtype=np.int64)
+    chunk = 20_000
+    with bar(total=n, desc="candidates", unit="inst") as b:
+        for lo in range(0, n, chunk):
+            hi = min(n, lo + chunk)
+            out[lo:hi] = _draw_chunk(inst_keys[lo:hi], inst_user[lo:hi], user_item_keys, n_items, n_neg)
+            b.update(hi - lo)
+    return out
+
+
+def _draw_chunk(keys: np.ndarray, user: np.ndarray, user_item_keys: np.ndarray, n_items: int, n_neg: int) -> np.ndarray:
+    n = len(keys)
+    out = np.full((n, n_neg), -1, dtype=np.int64)
+    filled = np.zeros(n, dtype=np.int64)
+    todo = np.arange(n)
+    start = 0
+    width = max(2 * n_neg, 8)
+    while todo.size:
+        counters = np.arange(start, start + width, dtype=np.uint64)
+        draws = _below(stream(keys[todo], counters), n_items)  # [t, width]
+        pair = user[todo][:, None].astype(np.int64) * n_items + draws
+        pos = np.minimum(np.searchsorted(user_item_keys, pair), len(user_item_keys) - 1)
+        ok = user_item_keys[pos] != pair
+        if start:  # repeats of negatives accepted in earlier rounds
+            ok &= ~(draws[:, :, None] == out[todo][:, None, :]).any(axis=2)
+        # repeats within this round: keep the first occurrence
+        srt = np.argsort(draws, axis=1, kind="stable")
+        sd = np.take_along_axis(draws, srt, axis=1)
+        dup_sorted = np.zeros(sd.shape, dtype=bool)
+        dup_sorted[:, 1:] = sd[:, 1:] == sd[:, :-1]
+        dup = np.zeros_like(dup_sorted)
+        np.put_along_axis(dup, srt, dup_sorted, axis=1)
+        ok &= ~dup
+        col = filled[todo][:, None] + np.cumsum(ok, axis=1) - 1
+        place = ok & (col < n_neg)
+        r, c = np.nonzero(place)
+        out[todo[r], col[r, c]] = draws[r, c]
+        filled[todo] = np.minimum(filled[todo] + ok.sum(axis=1), n_neg)
+        todo = todo[filled[todo] < n_neg]
+        start += width
+    return out
+
+

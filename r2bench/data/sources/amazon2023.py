@@ -1,0 +1,185 @@
+"""Amazon Reviews 2023 (McAuley Lab): ``{Category}.jsonl.gz`` + ``meta_{Category}.jsonl.gz``.
+
+Reviews are the implicit positives (``user_id``, ``parent_asin``, ``timestamp`` in
+ms, ``rating``); metadata gives the item text (joined on ``parent_asin``). Files
+come from ``--raw-dir`` or are downloaded (resumably, checksummed) from the
+official base URL or a mirror into ``$R2BENCH_HOME/raw/<dataset>/``.
+
+Defaults (recorded in the spec): window [2021-10-01, 2023-10-01) UTC and the R2ec
+title rule (HTML-unescape; drop a title that is missing, contains ``<span id``, has
+more than 20 words or is one character). R2ec also drops items without a numeric
+price; we do not (the price is not used by any prompt), see the data card.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from r2bench import paths
+from r2bench.data.build import MIN_PLAUSIBLE_MS
+from r2bench.data.download import download, record_path
+from r2bench.data.jsonl import ReadResult, read_jsonl_gz
+from r2bench.data.sources.base import Source, SourceData, file_record
+from r2bench.errors import DataError
+
+DEFAULT_BASE_URL = "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_2023/raw"
+WINDOW_START_MS = 1_633_046_400_000  # 2021-10-01 00:00 UTC
+WINDOW_END_MS = 1_696_118_400_000  # 2023-10-01 00:00 UTC
+DESCRIPTION_WORDS = 100
+
+REVIEW_SCHEMA: dict[str, pl.DataType] = {
+    "user_id": pl.String, "parent_asin": pl.String, "timestamp": pl.Int64, "rating": pl.Float64,
+}
+REVIEW_REQUIRED = ("user_id", "parent_asin", "timestamp")
+META_SCHEMA: dict[str, pl.DataType] = {
+    "parent_asin": pl.String, "title": pl.String, "average_rating": pl.Float64, "rating_number": pl.Int64,
+    "store": pl.String, "main_category": pl.String, "categories": pl.List(pl.String),
+    "description": pl.List(pl.String),
+}
+META_REQUIRED = ("parent_asin",)
+TEXT_FIELDS = ("average_rating", "rating_number", "store", "main_category", "categories", "description")
+
+
+def review_url(base: str, category: str) -> str:
+    return f"{base.rstrip('/')}/review_categories/{category}.jsonl.gz"
+
+
+def meta_url(base: str, category: str) -> str:
+    return f"{base.rstrip('/')}/meta_categories/meta_{category}.jsonl.gz"
+
+
+def _check_ms(path: Path):
+    """Block check: every timestamp in ms (a seconds value names its line)."""
+
+    def check(df: pl.DataFrame) -> pl.DataFrame:
+        bad = df["timestamp"] < MIN_PLAUSIBLE_MS
+        if bad.any():
+            i = int(bad.arg_true()[0])
+            raise DataError(
+                f"{path}:{df['_line'][i]}: timestamp {df['timestamp'][i]} is not in milliseconds "
+                f"(Amazon Reviews 2023 uses ms since epoch, e.g. 1588687728923; this looks like seconds)"
+            )
+        return df
+
+    return check
+
+
+def item_text(meta: pl.DataFrame, description_words: int) -> pl.DataFrame:
+    """Metadata -> items (item_id, title, text fields as strings)."""
+    words = pl.col("description").list.join(" ").str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
+    return meta.select(
+        pl.col("parent_asin").alias("item_id"),
+        pl.col("title"),
+        pl.col("average_rating").round(2).cast(pl.String),
+        pl.col("rating_number").cast(pl.String),
+        pl.col("store"),
+        pl.col("main_category"),
+        pl.when(pl.col("categories").list.len() > 0).then(pl.col("categories").list.join(" > ")).alias("categories"),
+        pl.when(pl.col("description").list.len() > 0)
+        .then(words.list.head(description_words).list.join(" "))
+        .alias("description"),
+    )
+
+
+class Amazon2023(Source):
+    spec_defaults = {"window_start_ms": WINDOW_START_MS, "window_end_ms": WINDOW_END_MS, "title_rule": "r2ec"}
+
+    def __init__(self, dataset: str, category: str | None = None, **options: Any):
+        super().__init__(dataset, **options)
+        if not category:
+            raise DataError(f"dataset {dataset!r} has no Amazon category in its registry entry")
+        self.category = category
+
+    def _files(self) -> tuple[Path, Path, dict[str, Any]]:
+        raw_dir = self.options.get("raw_dir")
+        names = (f"{self.category}.jsonl.gz", f"meta_{self.category}.jsonl.gz")
+        if raw_dir:
+            d = Path(raw_dir)
+            missing = [n for n in names if not (d / n).is_file()]
+            if missing:
+                raise DataError(f"--raw-dir {d}: missing {', '.join(missing)} (expected {names[0]} and {names[1]})")
+            return d / names[0], d / names[1], {"origin": "raw_dir"}
+        base = self.options.get("base_url") or os.environ.get("R2BENCH_AMAZON_BASE_URL") or DEFAULT_BASE_URL
+        d = paths.raw_dir(self.dataset)
+        downloads = [
+            download(review_url(base, self.category), d / names[0]),
+            download(meta_url(base, self.category), d / names[1]),
+        ]
+        return d / names[0], d / names[1], {"origin": "download", "base_url": base, "downloads": downloads}
+
+    def _read_reviews(self, path: Path, skip: bool) -> tuple[ReadResult, pl.DataFrame | None]:
+        """Reviews inside the window, plus the earlier reviews of the same (user, item) pairs.
+
+        Only those earlier rows can change the result (dedup keeps the earliest, then
+        the window applies), so everything else is dropped block by block and memory
+        stays at the size of the window. Pass 1 reads and validates every line and
+        keeps the window; pass 2 (only with a window start) keeps earlier reviews of
+        the pairs seen in pass 1. The builder still applies dedup and window itself.
+        """
+        start, end = self.window
+        check = _check_ms(path)
+
+        def in_window(df: pl.DataFrame) -> pl.DataFrame:
+            df = check(df)
+            if end is not None:
+                df = df.filter(pl.col("timestamp") < end)
+            if start is not None:
+                df = df.filter(pl.col("timestamp") >= start)
+            return df
+
+        reviews = read_jsonl_gz(path, REVIEW_SCHEMA, REVIEW_REQUIRED, skip, block_filter=in_window, desc="reviews")
+        if start is None or reviews.frame.height == 0:
+            return reviews, None
+        pairs = reviews.frame.select("user_id", "parent_asin").unique()
+
+        def earlier_pairs(df: pl.DataFrame) -> pl.DataFrame:
+            return df.filter(pl.col("timestamp") < start).join(pairs, on=["user_id", "parent_asin"], how="semi")
+
+        # bad lines were reported (or counted) by pass 1; here they are only skipped
+        earlier = read_jsonl_gz(path, REVIEW_SCHEMA, REVIEW_REQUIRED, True, block_filter=earlier_pairs, desc="reviews (pass 2)")
+        return reviews, earlier.frame
+
+    def load(self) -> SourceData:
+        reviews_path, meta_path, origin = self._files()
+        files = [file_record(reviews_path), file_record(meta_path)]
+        for rec, path in zip(files, (reviews_path, meta_path)):
+            rp = record_path(path)
+            if origin["origin"] == "download" and rp.is_file():
+                import json
+
+                want = json.loads(rp.read_text())["sha256"]
+                if want != rec["sha256"]:
+                    raise DataError(f"{path}: sha256 differs from the download record: corrupt; delete it and prepare again")
+        skip = bool(self.options.get("skip_bad_lines"))
+        words = int(self.options.get("description_words") or DESCRIPTION_WORDS)
+        reviews, earlier = self._read_reviews(reviews_path, skip)
+        frame = pl.concat([earlier, reviews.frame]) if earlier is not None else reviews.frame
+        wanted = frame.select(pl.col("parent_asin").unique())
+        meta = read_jsonl_gz(
+            meta_path, META_SCHEMA, META_REQUIRED, skip, desc="metadata",
+            block_filter=lambda df: df.join(wanted, on="parent_asin", how="semi"),
+        )
+        inter = frame.select(
+            pl.col("user_id"), pl.col("parent_asin").alias("item_id"), pl.col("timestamp"),
+            pl.col("rating"), pl.col("_line").alias("_order"),
+        )
+        items = item_text(meta.frame, words)  # only items that have reviews were kept
+        info = {
+            "name": f"Amazon Reviews 2023 ({self.category})",
+            "category": self.category,
+            "files": files,
+            "description_words": words,
+            "skip_bad_lines": skip,
+            "lines": {"reviews": reviews.lines, "meta": meta.lines},
+            "bad_lines_skipped": reviews.bad_lines + meta.bad_lines,
+            "bad_line_examples": [f"{reviews_path.name} {b}" for b in reviews.first_bad]
+            + [f"{meta_path.name} {b}" for b in meta.first_bad],
+            **{k: v for k, v in origin.items() if k != "downloads"},
+        }
+        if "downloads" in origin:
+            info["urls"] = [d["url"] for d in origin["downloads"]]
+        return SourceData(interactions=inter, items=items, users=None, info=info, where=str(reviews_path))

@@ -1,0 +1,182 @@
+"""Validation of a run's long-form scores against its benchmark split.
+
+A valid ``scores.parquet`` has, for every instance of the split, exactly one row per
+candidate of that instance (the same set of 20 item ids, in any order: perturbation
+runs reorder candidates), a finite score on each row, and nothing else. Each check
+names the first offending instances so a broken run is quick to fix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from r2bench.errors import RunValidationError
+
+SCORE_SCHEMA = {"instance_id": pl.Int64, "item_id": pl.String, "score": pl.Float64}
+_SHOW = 5
+
+
+def _first(ids: pl.Series | list, n: int = _SHOW) -> str:
+    vals = list(ids[:n]) if not isinstance(ids, pl.Series) else ids.head(n).to_list()
+    total = len(ids)
+    more = f" (and {total - n} more)" if total > n else ""
+    return ", ".join(str(v) for v in vals) + more
+
+
+def normalize_scores(scores: pl.DataFrame, where: str = "scores") -> pl.DataFrame:
+    """Check the columns of a long-form score table and cast them to the canonical types."""
+    missing = [c for c in SCORE_SCHEMA if c not in scores.columns]
+    if missing:
+        raise RunValidationError(
+            f"{where}: missing column(s) {', '.join(missing)}; expected instance_id, item_id, score"
+        )
+    try:
+        return scores.select(
+            pl.col("instance_id").cast(pl.Int64, strict=True),
+            pl.col("item_id").cast(pl.String, strict=True),
+            pl.col("score").cast(pl.Float64, strict=True),
+        )
+    except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as exc:
+        raise RunValidationError(f"{where}: columns have the wrong types ({exc})") from None
+
+
+def expected_pairs(instances: pl.DataFrame) -> pl.DataFrame:
+    """One row per (instance_id, item_id) of the candidate lists, in instance order then
+    candidate order (row ``i * K + j`` is candidate j of instance i)."""
+    k = instances["candidates"].list.len()
+    return pl.DataFrame({
+        "instance_id": np.repeat(instances["instance_id"].to_numpy().astype(np.int64), k.to_numpy()),
+        "item_id": instances["candidates"].explode().cast(pl.String),
+    })
+
+
+def validate_scores(scores: pl.DataFrame, instances: pl.DataFrame, where: str = "scores") -> np.ndarray:
+    """Validate ``scores`` against ``instances`` (one split) and return the dense matrix
+    ``[n, K]`` aligned with ``instances`` sorted by instance_id and their candidate order.
+
+    Fast paths: a run in the benchmark's own order is checked by elementwise equality;
+    any other order by grouping rows by instance and comparing sorted item codes per
+    instance (:func:`_align_any_order`). Only a run that fails both is diagnosed in
+    detail; the error names the first offending instances. Raises RunValidationError.
+    """
+    scores = normalize_scores(scores, where)
+    instances = instances.sort("instance_id")
+    n = instances.height
+    lens = instances["candidates"].list.len()
+    k = int(lens.max()) if n else 0
+    if n and int(lens.min()) != k:
+        raise RunValidationError(f"{where}: the benchmark's instances have different numbers of candidates")
+
+    bad = scores.filter(pl.col("score").is_null() | ~pl.col("score").is_finite())
+    if bad.height:
+        ids = bad["instance_id"].unique(maintain_order=True)
+        raise RunValidationError(
+            f"{where}: {bad.height} non-finite score(s) (NaN, inf or null) in instance(s) {_first(ids)}"
+        )
+    if scores["instance_id"].null_count() or scores["item_id"].null_count():
+        raise RunValidationError(f"{where}: null instance_id or item_id")
+
+    pairs = expected_pairs(instances)
+    if scores.height == pairs.height:
+        if scores["instance_id"].equals(pairs["instance_id"]) and scores["item_id"].equals(pairs["item_id"]):
+            return scores["score"].to_numpy().reshape(n, k)
+        dense = _align_any_order(scores, instances, pairs, n, k)
+        if dense is not None:
+            return dense
+    _diagnose(scores, instances, pairs, where)
+    raise RunValidationError(f"{where}: the scored (instance, item) pairs differ from the benchmark's candidates")
+
+
+def _align_any_order(scores: pl.DataFrame, instances: pl.DataFrame, pairs: pl.DataFrame, n: int,
+                     k: int) -> np.ndarray | None:
+    """Dense scores for a run whose rows are in any order, or None when its (instance,
+    item) pairs are not exactly the candidates.
+
+    Item ids are encoded through one Enum; rows are stably sorted by instance_id (a
+    numeric sort), so each instance must own exactly the block of K rows it owns in
+    the benchmark; within a block, sorted item codes must equal the sorted candidate
+    codes (the candidates are distinct, so this also excludes duplicates)."""
+    enum = pl.Enum(pairs["item_id"].unique().sort())
+    s_codes = scores["item_id"].cast(enum, strict=False).to_physical()
+    if s_codes.null_count():
+        return None  # an item that is no instance's candidate
+    cand = pairs["item_id"].cast(enum).to_physical().to_numpy().astype(np.int64).reshape(n, k)
+    ordered = pl.DataFrame({"i": scores["instance_id"], "c": s_codes, "s": scores["score"]})
+    if not ordered["i"].equals(pairs["instance_id"]):  # rows not grouped like the benchmark: sort
+        ordered = ordered.sort("i", maintain_order=True)
+    if not np.array_equal(ordered["i"].to_numpy(), pairs["instance_id"].to_numpy()):
+        return None  # missing / extra instances or wrong counts
+    codes = ordered["c"].to_numpy().astype(np.int64).reshape(n, k)
+    vals = ordered["s"].to_numpy().reshape(n, k)
+    ro = np.argsort(codes, axis=1)
+    co = np.argsort(cand, axis=1)
+    if not np.array_equal(np.take_along_axis(codes, ro, axis=1), np.take_along_axis(cand, co, axis=1)):
+        return None  # another item set (or a duplicate) in some instance
+    dense = np.empty((n, k), dtype=np.float64)
+    np.put_along_axis(dense, co, np.take_along_axis(vals, ro, axis=1), axis=1)
+    return dense
+
+
+def _diagnose(scores: pl.DataFrame, instances: pl.DataFrame, pairs: pl.DataFrame, where: str) -> None:
+    """Raise the most specific error for a run whose pairs differ from the candidates."""
+    dup = scores.group_by("instance_id", "item_id", maintain_order=True).len().filter(pl.col("len") > 1)
+    if dup.height:
+        first = dup.row(0, named=True)
+        raise RunValidationError(
+            f"{where}: duplicate rows for {dup.height} (instance, item) pair(s), first: instance "
+            f"{first['instance_id']} item {first['item_id']!r} appears {first['len']} times; "
+            f"instances: {_first(dup['instance_id'].unique(maintain_order=True))}"
+        )
+
+    want_ids = instances.select("instance_id")
+    have_ids = scores.select("instance_id").unique(maintain_order=True)
+    extra = have_ids.join(want_ids, on="instance_id", how="anti")
+    if extra.height:
+        raise RunValidationError(
+            f"{where}: {extra.height} instance(s) that are not in the benchmark split: "
+            f"{_first(extra['instance_id'].sort())}"
+        )
+    missing = want_ids.join(have_ids, on="instance_id", how="anti")
+    if missing.height:
+        raise RunValidationError(
+            f"{where}: {missing.height} instance(s) of the split have no scores: {_first(missing['instance_id'])}"
+        )
+
+    counts = scores.group_by("instance_id").len()
+    want_counts = instances.select("instance_id", pl.col("candidates").list.len().alias("k"))
+    wrong = (
+        want_counts.join(counts, on="instance_id", how="left")
+        .filter(pl.col("len") != pl.col("k"))
+        .sort("instance_id")
+    )
+    if wrong.height:
+        r = wrong.row(0, named=True)
+        raise RunValidationError(
+            f"{where}: {wrong.height} instance(s) do not have exactly their {r['k']} candidates scored; "
+            f"first: instance {r['instance_id']} has {r['len']} rows; instances: {_first(wrong['instance_id'])}"
+        )
+
+    stray = scores.join(pairs, on=["instance_id", "item_id"], how="anti").sort("instance_id")
+    if stray.height:
+        r = stray.row(0, named=True)
+        raise RunValidationError(
+            f"{where}: {stray.height} scored item(s) are not candidates of their instance; first: "
+            f"item {r['item_id']!r} in instance {r['instance_id']}; instances: "
+            f"{_first(stray['instance_id'].unique(maintain_order=True))}"
+        )
+
+
+def long_scores(instances: pl.DataFrame, scores: np.ndarray) -> pl.DataFrame:
+    """Dense ``[n, K]`` scores aligned with ``instances["candidates"]`` -> the long form."""
+    scores = np.asarray(scores, dtype=np.float64)
+    n = instances.height
+    k = scores.shape[1] if scores.ndim == 2 else 0
+    return pl.DataFrame(
+        {
+            "instance_id": np.repeat(instances["instance_id"].to_numpy().astype(np.int64), k),
+            "item_id": instances["candidates"].explode() if n else pl.Series([], dtype=pl.String),
+            "score": scores.reshape(-1),
+        },
+        schema=SCORE_SCHEMA,
+    )

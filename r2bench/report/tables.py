@@ -1,0 +1,217 @@
+"""The paper's Table 2 layout and its renderers (Markdown, LaTeX, HTML).
+
+Rows are methods in groups (sanity / conventional / LLM-based / R2Rank / other),
+columns are datasets x NDCG@1/5/10; the best value of each column is bold and a
+significance marker († p<0.05, ‡ p<0.01, § p<0.001) follows the values that differ
+significantly from what they were compared with (see
+:func:`r2bench.eval.significance.compare_runs`). The CSV output is the tidy
+comparison frame itself.
+"""
+
+from __future__ import annotations
+
+import html as _html
+from dataclasses import dataclass, field
+
+import polars as pl
+
+#: method name -> display group; methods not listed fall into "Other"
+GROUP_ORDER = ("Sanity baselines", "Conventional recommenders", "LLM-based", "R2Rank", "Other")
+METHOD_GROUPS = {
+    "random": "Sanity baselines", "popularity": "Sanity baselines", "item-cooccurrence": "Sanity baselines",
+    "sasrec": "Conventional recommenders", "bert4rec": "Conventional recommenders",
+    "lightgcn": "Conventional recommenders",
+    "llm-listwise": "LLM-based", "llm-pointwise": "LLM-based", "llm-reflective": "LLM-based", "tallrec": "LLM-based",
+    "r2rank": "R2Rank",
+}
+
+
+def group_of(method: str) -> str:
+    if method in METHOD_GROUPS:
+        return METHOD_GROUPS[method]
+    if method.startswith("llm"):
+        return "LLM-based"
+    if method.startswith("r2rank"):
+        return "R2Rank"
+    return "Other"
+
+
+@dataclass
+class Cell:
+    value: float | None
+    bold: bool = False
+    marker: str = ""
+    ci: tuple[float, float] | None = None
+
+    def text(self, digits: int = 4) -> str:
+        return "–" if self.value is None else f"{self.value:.{digits}f}"
+
+
+@dataclass
+class Table:
+    """A rendered-agnostic table: ``columns`` are (dataset, metric) pairs."""
+
+    columns: list[tuple[str, str]]
+    groups: list[tuple[str, list[tuple[str, list[Cell]]]]] = field(default_factory=list)
+    caption: str = ""
+
+    @property
+    def datasets(self) -> list[str]:
+        seen: list[str] = []
+        for d, _ in self.columns:
+            if d not in seen:
+                seen.append(d)
+        return seen
+
+
+def build_table(compare: pl.DataFrame, show_ci: bool = False, caption: str = "") -> Table:
+    """Turn the frame of :func:`compare_runs` into a grouped :class:`Table`."""
+    datasets = compare["dataset"].unique(maintain_order=True).to_list()
+    metrics = compare["metric"].unique(maintain_order=True).to_list()
+    columns = [(d, m) for d in datasets for m in metrics]
+    labels = compare.select("label", "method").unique(subset="label", maintain_order=True)
+    cells: dict[tuple[str, str, str], Cell] = {}
+    for r in compare.iter_rows(named=True):
+        cells[(r["label"], r["dataset"], r["metric"])] = Cell(
+            r["mean"], bool(r["is_best"]), r["marker"] or "",
+            (r["ci_low"], r["ci_high"]) if show_ci else None,
+        )
+    by_group: dict[str, list[tuple[str, list[Cell]]]] = {}
+    for label, method in labels.iter_rows():
+        row = [cells.get((label, d, m), Cell(None)) for d, m in columns]
+        by_group.setdefault(group_of(method), []).append((label, row))
+    rank = {m: i for i, m in enumerate(METHOD_GROUPS)}
+    method_of = dict(labels.iter_rows())
+    groups = [
+        (g, sorted(by_group[g], key=lambda row: (rank.get(method_of[row[0]], len(rank)), row[0])))
+        for g in GROUP_ORDER if g in by_group
+    ]
+    return Table(columns=columns, groups=groups, caption=caption)
+
+
+def _metric_head(m: str) -> str:
+    return "@" + m.split("@", 1)[1] if "@" in m else m
+
+
+def _cell_md(c: Cell) -> str:
+    t = c.text()
+    if c.bold and c.value is not None:
+        t = f"**{t}**"
+    t += c.marker
+    if c.ci:
+        t += f" [{c.ci[0]:.3f}, {c.ci[1]:.3f}]"
+    return t
+
+
+def to_markdown(table: Table) -> str:
+    head = ["Method"] + [f"{d} {_metric_head(m)}" for d, m in table.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * len(table.columns)) + "|"]
+    for group, rows in table.groups:
+        lines.append("| *" + group + "* |" + " |" * len(table.columns))
+        for label, cells in rows:
+            lines.append("| " + " | ".join([label.replace("|", "\\|")] + [_cell_md(c) for c in cells]) + " |")
+    if table.caption:
+        lines += ["", table.caption]
+    return "\n".join(lines)
+
+
+_TEX_MARK = {"†": r"$^{\dagger}$", "‡": r"$^{\ddagger}$", "§": r"$^{\S}$"}
+_TEX_ESC = str.maketrans({"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                          "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"})
+
+
+def tex_escape(text: str) -> str:
+    return str(text).translate(_TEX_ESC)
+
+
+def _cell_tex(c: Cell) -> str:
+    t = c.text(3)
+    if c.bold and c.value is not None:
+        t = rf"\textbf{{{t}}}"
+    t += "".join(_TEX_MARK.get(ch, "") for ch in c.marker)
+    if c.ci:
+        t += rf" {{\scriptsize[{c.ci[0]:.3f}, {c.ci[1]:.3f}]}}"
+    return t
+
+
+def to_latex(table: Table) -> str:
+    n = len(table.columns)
+    per = {d: sum(1 for dd, _ in table.columns if dd == d) for d in table.datasets}
+    out = [r"\begin{table}[t]", r"\centering"]
+    if table.caption:
+        out.append(rf"\caption{{{tex_escape(table.caption)}}}")
+    out += [r"\begin{tabular}{l" + "c" * n + "}", r"\toprule"]
+    out.append("Method & " + " & ".join(rf"\multicolumn{{{per[d]}}}{{c}}{{{tex_escape(d)}}}" for d in table.datasets)
+               + r" \\")
+    out.append(" & " + " & ".join(tex_escape(_metric_head(m)) for _, m in table.columns) + r" \\")
+    out.append(r"\midrule")
+    for group, rows in table.groups:
+        out.append(rf"\multicolumn{{{n + 1}}}{{l}}{{\textit{{{tex_escape(group)}}}}} \\")
+        for label, cells in rows:
+            out.append(tex_escape(label) + " & " + " & ".join(_cell_tex(c) for c in cells) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(out)
+
+
+def _cell_html(c: Cell) -> str:
+    t = _html.escape(c.text())
+    if c.bold and c.value is not None:
+        t = f"<b>{t}</b>"
+    if c.marker:
+        t += f"<sup>{_html.escape(c.marker)}</sup>"
+    if c.ci:
+        t += f' <small>[{c.ci[0]:.3f}, {c.ci[1]:.3f}]</small>'
+    return t
+
+
+def to_html(table: Table) -> str:
+    per = {d: sum(1 for dd, _ in table.columns if dd == d) for d in table.datasets}
+    h = ["<table>"]
+    if table.caption:
+        h.append(f"<caption>{_html.escape(table.caption)}</caption>")
+    h.append("<thead><tr><th rowspan=2>Method</th>"
+             + "".join(f"<th colspan={per[d]}>{_html.escape(d)}</th>" for d in table.datasets) + "</tr>")
+    h.append("<tr>" + "".join(f"<th>{_html.escape(_metric_head(m))}</th>" for _, m in table.columns)
+             + "</tr></thead><tbody>")
+    for group, rows in table.groups:
+        h.append(f"<tr class=group><td colspan={len(table.columns) + 1}><i>{_html.escape(group)}</i></td></tr>")
+        for label, cells in rows:
+            h.append(f"<tr><td>{_html.escape(label)}</td>" + "".join(f"<td>{_cell_html(c)}</td>" for c in cells)
+                     + "</tr>")
+    h.append("</tbody></table>")
+    return "\n".join(h)
+
+
+def frame_to_markdown(df: pl.DataFrame, digits: int = 4) -> str:
+    """Any small frame as a Markdown table (floats rounded)."""
+    def fmt(v):
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            return f"{v:.{digits}f}"
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join(["---"] * len(df.columns)) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.iter_rows()]
+    return "\n".join(lines)
+
+
+def frame_to_latex(df: pl.DataFrame, digits: int = 4) -> str:
+    def fmt(v):
+        return "" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else tex_escape(str(v)))
+
+    out = [r"\begin{tabular}{" + "l" * len(df.columns) + "}", r"\toprule",
+           " & ".join(tex_escape(c) for c in df.columns) + r" \\", r"\midrule"]
+    out += [" & ".join(fmt(v) for v in row) + r" \\" for row in df.iter_rows()]
+    out += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(out)
+
+
+def frame_to_html(df: pl.DataFrame, digits: int = 4) -> str:
+    def fmt(v):
+        return "" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else _html.escape(str(v)))
+
+    h = ["<table><thead><tr>" + "".join(f"<th>{_html.escape(c)}</th>" for c in df.columns) + "</tr></thead><tbody>"]
+    h += ["<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in df.iter_rows()]
+    h.append("</tbody></table>")
+    return "\n".join(h)
