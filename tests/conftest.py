@@ -16,6 +16,7 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("r2bench_home")
     monkeypatch.setenv("R2BENCH_HOME", str(home))
     monkeypatch.setenv("R2BENCH_RUNS", str(home / "runs"))
+    monkeypatch.setenv("R2BENCH_CARDS_DIR", str(home / "data_cards"))  # never rewrite committed cards
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     yield home

@@ -221,11 +221,12 @@ def _list_column(name: str, values: np.ndarray, offsets: np.ndarray, value_type:
     return pl.Series(name, arr)
 
 
-def make_instances(inter: pl.DataFrame, splits: dict[str, list[str]], item_codes: dict[str, int], spec: BuildSpec) -> pl.DataFrame:
+def make_instances(inter: pl.DataFrame, splits: dict[str, list[str]], item_ids: list[str], spec: BuildSpec) -> pl.DataFrame:
     """Instances with histories and shuffled candidates, vectorised over all users."""
     users = inter["user_id"].to_numpy()
     n_rows = len(users)
-    codes = np.array([item_codes[i] for i in inter["item_id"].to_list()], dtype=np.int64)
+    n_items = len(item_ids)
+    codes = inter["item_id"].replace_strict(item_ids, list(range(n_items)), return_dtype=pl.Int64).to_numpy()
     ts = inter["timestamp"].to_numpy().astype(np.int64)
     # user boundaries (inter is sorted by user)
     change = np.ones(n_rows, dtype=bool)
@@ -254,10 +255,9 @@ def make_instances(inter: pl.DataFrame, splits: dict[str, list[str]], item_codes
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(h_len, out=offsets[1:])
     flat_idx = np.repeat(h_start - offsets[:-1], h_len) + np.arange(offsets[-1])
-    item_ids = np.array(sorted(item_codes, key=item_codes.get), dtype=object)
+    item_ids = np.array(item_ids, dtype=object)  # code -> id
 
     # candidates
-    n_items = len(item_codes)
     n_neg = spec.n_candidates - 1
     user_item_keys = np.unique(uidx.astype(np.int64) * n_items + codes)
     per_user_items = np.bincount(user_item_keys // n_items, minlength=n_users)
@@ -288,7 +288,7 @@ def make_instances(inter: pl.DataFrame, splits: dict[str, list[str]], item_codes
         [
             pl.Series("instance_id", np.arange(n, dtype=np.int64)),
             pl.Series("split", split_names[user_split[iu]].tolist(), dtype=pl.String),
-            pl.Series("user_id", [user_names[u] for u in iu], dtype=pl.String),
+            pl.Series("user_id", np.array(user_names, dtype=object)[iu].tolist(), dtype=pl.String),
             _list_column("history", item_ids[codes[flat_idx]].tolist(), offsets, pa.string()),
             _list_column("history_timestamps", ts[flat_idx], offsets, pa.int64()),
             pl.Series("target", item_ids[targets].tolist(), dtype=pl.String),
@@ -374,9 +374,8 @@ def build_benchmark(
     inter = inter.drop("_order")
     used = inter["item_id"].unique().sort()
     items = items.filter(pl.col("item_id").is_in(used.implode())).sort("item_id")
-    item_codes = {iid: i for i, iid in enumerate(items["item_id"].to_list())}
     splits = split_users(keep_users, spec)
-    instances = make_instances(inter, splits, item_codes, spec)
+    instances = make_instances(inter, splits, items["item_id"].to_list(), spec)
     profile_fields: list[str] = []
     if users is not None:
         ucols = [c for c in users.columns if c != "user_id"]

@@ -95,14 +95,24 @@ def store_benchmark(built: Built, root: str | Path | None = None) -> Path:
     try:
         _, fp = _write_tables(built, staging / "bench")
         final = root / fp
-        if final.exists():  # same fingerprint = same bytes: keep the existing copy
+        if final.exists() and _intact(final):  # same fingerprint = same bytes: keep the existing copy
             shutil.rmtree(staging / "bench")
         else:
+            if final.exists():  # damaged (a file deleted or edited): replace it
+                os.replace(final, staging / "damaged")
             os.replace(staging / "bench", final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     write_text(root / LATEST, fp + "\n")
     return final
+
+
+def _intact(folder: Path) -> bool:
+    try:
+        verify_benchmark(folder)
+    except (R2BenchError, OSError, ValueError, KeyError):
+        return False
+    return True
 
 
 def verify_benchmark(folder: str | Path) -> dict[str, Any]:

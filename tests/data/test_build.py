@@ -278,3 +278,13 @@ def test_interrupted_store_leaves_nothing_that_loads(monkeypatch, _isolated_home
     assert [p.name for p in root.iterdir()] == []
     with pytest.raises(R2BenchError, match="not prepared yet|unknown dataset"):
         load_benchmark("demo")
+
+
+def test_damaged_benchmark_is_replaced_on_prepare(_isolated_home):
+    inter, items, _ = synthetic_frames(10, 40, seed=0, max_len=10)
+    folder = store_benchmark(build_benchmark("demo", inter, items, BuildSpec()))
+    good = _digests(folder)
+    (folder / "instances.parquet").write_bytes(b"garbage")
+    again = store_benchmark(build_benchmark("demo", inter, items, BuildSpec()))
+    assert again == folder and _digests(folder) == good
+    verify_benchmark(folder)

@@ -106,7 +106,8 @@ def test_cli_card_prints_measured_stats(monkeypatch, tmp_path, capsys):
     assert "| users | 20 |" in (tmp_path / "movielens-100k.md").read_text()
 
 
-def test_cli_card_unprepared_amazon_shows_paper_numbers(capsys):
+def test_cli_card_unprepared_amazon_shows_paper_numbers(capsys, monkeypatch):
+    monkeypatch.delenv("R2BENCH_CARDS_DIR", raising=False)
     assert main(["card", "amazon-video-games"]) == 0
     out = capsys.readouterr().out
     assert "Not prepared yet: run `r2bench prepare amazon-video-games`" in out and "12,417 / 7,457 / 42,305" in out
@@ -114,7 +115,8 @@ def test_cli_card_unprepared_amazon_shows_paper_numbers(capsys):
     assert "did you mean 'amazon-video-games'" in capsys.readouterr().err
 
 
-def test_every_registered_dataset_has_a_card():
+def test_every_registered_dataset_has_a_card(monkeypatch):
+    monkeypatch.delenv("R2BENCH_CARDS_DIR", raising=False)  # the repository's cards
     from r2bench.data.cards import card_path
     from r2bench.data.registry import DATASETS
 
