@@ -1,0 +1,51 @@
+"""The prompt templates of the LLM-API baselines, in one readable place.
+
+Every LLM method sees the same user context: it is rendered by
+``r2bench.r2rank.prompts`` (profile, then the history oldest first with dates,
+titles and key fields), the same code the R2Rank model and ``llm-reflective``
+(the paper's Figure 2 template, also defined there) use.
+
+- listwise (the paper's DeepSeek-R1 protocol): the context and all candidates,
+  each behind a short identifier ``[1]..[K]``, asking for a full ranking in the
+  ``[3] > [1] > [2]`` form (RankGPT / LLMRank style), which ``parse_ranking`` reads.
+- pointwise (TALLRec / Prompt4NR style): the context and one candidate, asking for
+  ``Yes`` or ``No``; the score is logprob(Yes) - logprob(No). The candidate comes
+  last so the 20 prompts of a user share a prefix (servers with prefix caching,
+  such as llama.cpp and vLLM, then encode the context once).
+"""
+
+from __future__ import annotations
+
+LISTWISE_TEMPLATE = """\
+You are a recommendation assistant. Based on the user's interaction history, rank the candidate items by how likely the user is to interact with each of them next.
+
+{context}
+
+Candidate items ({k}), each with an identifier in square brackets:
+{candidates}
+
+Rank all {k} candidates from the most to the least likely. Answer with the identifiers only, on one line, separated by " > ", for example: [3] > [1] > [2]. Include every identifier exactly once."""
+
+POINTWISE_TEMPLATE = """\
+Given the user's interaction history, identify whether the user will like the target item by answering "Yes" or "No".
+
+{context}
+
+Target item: {item}
+
+Will the user like the target item? Answer "Yes" or "No"."""
+
+
+def candidate_label(i: int) -> str:
+    """The identifier of the i-th presented candidate (0-based ``i``): ``[1]``, ``[2]``..."""
+    return f"[{i + 1}]"
+
+
+def listwise_messages(context: str, item_texts: list[str]) -> list[dict[str, str]]:
+    lines = "\n".join(f"{candidate_label(i)} {t}" for i, t in enumerate(item_texts))
+    content = LISTWISE_TEMPLATE.format(context=context, candidates=lines, k=len(item_texts))
+    return [{"role": "user", "content": content}]
+
+
+def pointwise_messages(context: str, item_text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": POINTWISE_TEMPLATE.format(context=context, item=item_text)}]

