@@ -92,6 +92,7 @@ class PopularityMethod(BaseMethod):
     as ties: the evaluator gives them their exact expected value."""
 
     name = "popularity"
+    id_based = True
     description = "how often each item is a positive in train instances"
     Config = PopularityConfig
 
@@ -126,6 +127,7 @@ class ItemCooccurrenceMethod(BaseMethod):
     users' sequences (interactions up to each user's last train target), plus a tiny
     popularity tie-breaker."""
 
+    id_based = True
     name = "item-cooccurrence"
     description = "co-occurrence of a candidate with the history items in train users' sequences"
     Config = ItemCooccurrenceConfig

@@ -48,6 +48,9 @@ class BaseMethod:
     #: True for methods that score each candidate independently of the others
     #: (the analyses check that their scores do not move with candidate order).
     pointwise: ClassVar[bool] = True
+    #: True for methods whose scores depend on item ids learned in fit: they cannot
+    #: tell apart items they never saw (cross-dataset transfer is refused when no item overlaps).
+    id_based: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, seed: int = 0):
         self.config = config if config is not None else self.Config()

@@ -247,6 +247,11 @@ def run_method(
         fit_bench = _as_benchmark(train_on)
         if not getattr(model, "transferable", True):
             raise R2BenchError(f"method {name!r} cannot be fitted on one dataset and scored on another")
+        from r2bench.analyses.transfer import transfer_problem
+
+        why = transfer_problem(model, fit_bench, bench, split)
+        if why:
+            raise R2BenchError(why)
         train_rec = {"dataset": fit_bench.name, "fingerprint": fit_bench.fingerprint, "path": str(fit_bench.path)}
 
     if perturb is not None:

@@ -19,6 +19,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--holm", action="store_true", help="Holm-correct the p-values across metrics and datasets")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--analyses", action="store_true",
+                        help="add the analyses these runs support (cold-start bins, history length, position bias...)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
 
 
@@ -26,9 +28,15 @@ def run(args) -> int:
     from r2bench.report.build import collect_runs, make_report
 
     runs = collect_runs(args.runs)
+    sections = ()
+    if args.analyses:
+        from r2bench.analyses import report_sections
+
+        sections = report_sections([r.path for r in runs], args.out)
+    runs = [r for r in runs if not r.meta.get("perturbation")]  # main table: unperturbed runs only
     rep = make_report(
         runs, formats=args.format or ["md"], out=args.out, reference=args.reference, show_ci=args.ci,
-        holm=args.holm, n_boot=args.n_boot, seed=args.seed, plots=not args.no_plots,
+        holm=args.holm, n_boot=args.n_boot, seed=args.seed, plots=not args.no_plots, sections=sections,
     )
     print(rep.markdown)
     for fmt, path in rep.files.items():

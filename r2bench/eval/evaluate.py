@@ -69,6 +69,10 @@ def evaluate_run(path: str | Path, benchmark: "Benchmark | None" = None, write: 
     instances = bench.split(run.split)
     if run.limit is not None:
         instances = instances.head(int(run.limit))
+    from r2bench.analyses.perturb import scored_instances
+
+    # perturbation runs that score a fixed sample (history truncation) are evaluated on it
+    instances = scored_instances(instances, run.meta.get("perturbation"))
     metrics = evaluate_scores(run.scores, instances, where=f"run {run.path}")
     if write:
         with atomic_path(run.path / METRICS_FILE) as tmp:

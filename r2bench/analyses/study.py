@@ -1,0 +1,166 @@
+"""``r2bench study``: run the methods, every stratified and perturbation analysis, write one report.
+
+Layout of the output folder::
+
+    <out>/runs/<run-id>/...        every run (original and perturbed), normal run folders
+    <out>/analyses/<name>.png      one figure per analysis, plus its tables (.csv/.md/.tex)
+    <out>/report.md, report.html   the full report (HTML is self-contained: images inlined)
+    <out>/study.json               settings, run ids, timings
+
+Each method is fitted once; the perturbed runs reuse the fitted model
+(:class:`r2bench.analyses.execute.MethodRunner`). ``limit`` caps the instances of the
+perturbation runs (the expensive ones for LLM methods); ``base_limit`` caps the
+original runs the stratified analyses use (default: the whole split).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from r2bench.analyses.names import PERTURBATION, STRATIFIED
+from r2bench.analyses.result import AnalysisResult, fmt
+from r2bench.analyses.runs_io import RunRecord, assign_labels, load_run_record
+from r2bench.analyses.suite import Options, analyze_runs, full_length_for
+from r2bench.atomic import write_json, write_text
+from r2bench.errors import R2BenchError
+
+log = logging.getLogger(__name__)
+
+
+def overall_table(runs: Sequence[RunRecord], seed: int = 0) -> pl.DataFrame:
+    from r2bench.analyses.stats import mean_ci
+
+    rows = []
+    for r in runs:
+        row: dict[str, Any] = {"method": r.label, "n": r.metrics.height}
+        for m in ("ndcg@1", "ndcg@5", "ndcg@10"):
+            mean, lo, hi = mean_ci(r.metrics[m].to_numpy(), seed=seed)
+            row[m] = f"{mean:.4f} [{lo:.3f}, {hi:.3f}]"
+        t = r.meta.get("timings") or {}
+        row["fit_s"] = float(t.get("fit_s", float("nan")))
+        row["score_s"] = float(t.get("score_s", float("nan")))
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def run_study(dataset: str, methods: Sequence[str], out: str | Path, *, limit: int | None = None,
+              base_limit: int | None = None, analyses: Sequence[str] = (*STRATIFIED, *PERTURBATION),
+              opts: Options | None = None, command: str | None = None) -> Path:
+    """Run everything and write the report; returns the report.md path."""
+    from r2bench.analyses.execute import MethodRunner, perturbation_plan
+    from r2bench.data.benchmark import load_benchmark
+    from r2bench.progress import progress
+
+    opts = opts or Options()
+    if not methods:
+        raise R2BenchError("a study needs at least one method (--methods a,b,c)")
+    out = Path(out)
+    runs_dir, an_dir = out / "runs", out / "analyses"
+    bench = load_benchmark(dataset)
+    specs = perturbation_plan([a for a in analyses if a in PERTURBATION], opts.positions, opts.n_shuffles, opts.ks,
+                              opts.sample_n, full_length_for(bench, opts), opts.seed, opts.n_candidate_shuffles)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    originals: list[RunRecord] = []
+    perturbed: list[RunRecord] = []
+    for method in methods:
+        t0 = time.perf_counter()
+        runner = MethodRunner(method, bench, seed=opts.seed, out=runs_dir, command=command)
+        originals.append(load_run_record(runner.original(base_limit)))
+        for spec in progress(specs, desc=f"{method}: perturbations", unit="run"):
+            try:
+                perturbed.append(load_run_record(runner.perturbed(spec, limit)))
+            except R2BenchError as exc:  # e.g. no full-length history on a small benchmark
+                log.warning("%s: %s skipped: %s", method, spec, exc)
+        timings[method] = round(time.perf_counter() - t0, 2)
+    all_runs = originals + perturbed
+    assign_labels(all_runs)
+    results: list[AnalysisResult] = []
+    t_an = time.perf_counter()
+    for name in analyses:
+        try:
+            results.append(analyze_runs(name, all_runs, an_dir, opts))
+            results[-1].write(an_dir)
+        except R2BenchError as exc:
+            results.append(AnalysisResult(name, name, summary=f"Not available: {exc}"))
+    timings["analyses"] = round(time.perf_counter() - t_an, 2)
+    timings["total"] = round(time.perf_counter() - t_start, 2)
+    overall = overall_table(originals, opts.seed)
+    meta = {
+        "dataset": bench.name, "fingerprint": bench.fingerprint, "methods": list(methods), "limit": limit,
+        "base_limit": base_limit, "analyses": list(analyses), "options": asdict(opts), "timings_s": timings,
+        "runs": [r.run_id for r in all_runs], "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+    }
+    write_json(out / "study.json", meta)
+    title = f"r2bench study: {bench.name} [{bench.fingerprint[:12]}]"
+    intro = (f"Methods: {', '.join(methods)}. Original runs on the {'first ' + str(base_limit) if base_limit else 'whole'} "
+             f"test split; perturbation runs on {'the first ' + str(limit) if limit else 'all'} test instances. "
+             f"{len(all_runs)} runs, total {timings['total']:.0f} s (per method, fit once + all runs: "
+             + ", ".join(f"{m} {timings[m]:.0f} s" for m in methods) + ").")
+    md = write_markdown(out / "report.md", title, intro, overall, results)
+    write_html(out / "report.html", title, intro, overall, results)
+    return md
+
+
+def write_markdown(path: Path, title: str, intro: str, overall: pl.DataFrame, results: Sequence[AnalysisResult]) -> Path:
+    from r2bench.analyses.result import to_markdown
+
+    parts = [f"# {title}", "", intro, "", "## Overall (test, mean [95% CI])", "", to_markdown(overall), ""]
+    for res in results:
+        parts.append(res.markdown(image_dir=path.parent))
+    write_text(path, "\n".join(parts) + "\n")
+    return path
+
+
+def _html_table(df: pl.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in row) + "</tr>" for row in df.iter_rows())
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _inline_md(text: str) -> str:
+    t = html.escape(text)
+    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+
+
+CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+       "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px}"
+       "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}.note{color:#a33}")
+
+
+def result_html(res: AnalysisResult) -> str:
+    parts = [f"<h2>{html.escape(res.title)}</h2>"]
+    if res.summary:
+        parts.append(f"<p>{_inline_md(res.summary)}</p>")
+    if res.figure is not None and Path(res.figure).is_file():
+        data = base64.b64encode(Path(res.figure).read_bytes()).decode()
+        parts.append(f'<img alt="{html.escape(res.title)}" src="data:image/png;base64,{data}">')
+    for tname, df in res.tables.items():
+        if tname.endswith("_long") or tname == "cells":
+            continue  # long forms are in the CSVs
+        parts += [f"<h4>{html.escape(tname.replace('_', ' '))}</h4>", _html_table(df)]
+    parts += [f'<p class="note">{html.escape(n)}</p>' for n in res.notes]
+    return "\n".join(parts)
+
+
+def write_html(path: Path, title: str, intro: str, overall: pl.DataFrame, results: Sequence[AnalysisResult]) -> Path:
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{_inline_md(intro)}</p>", "<h2>Overall (test, mean [95% CI])</h2>",
+            _html_table(overall)]
+    body += [result_html(r) for r in results]
+    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+           f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
+    write_text(path, doc)
+    return path

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+HELP = "analyses: cold-start, history-length, position, history-shuffle, truncation, candidate-shuffle, transfer"
+DESCRIPTION = (
+    "Run one analysis. From existing runs: `r2bench analyze cold-start --runs runs/A runs/B` (folders of runs work "
+    "too). Or let r2bench make the runs it needs: `r2bench analyze position --method popularity,sasrec --dataset "
+    "movielens-100k --limit 200` (each method is fitted once and scores every perturbed copy). Transfer takes several "
+    "datasets: `r2bench analyze transfer --method M --dataset A --dataset B`. Writes tables (md/csv/tex), one PNG and "
+    "<analysis>.md into --out."
+)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    import argparse
+
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_common(parser) -> None:
+    """Options shared with `r2bench study`."""
+    parser.add_argument("--limit", type=int, default=None, help="perturbation runs score only the first N test instances")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the methods and of every perturbation (default 0)")
+    parser.add_argument("--out", default=None, help="output folder (default reports/<name>-<UTC time>)")
+    parser.add_argument("--metric", default="ndcg@10", help="per-instance metric to aggregate (default ndcg@10)")
+    parser.add_argument("--reference", default=None, help="cold-start: method whose improvement over the others is shown "
+                                                          "(default: the best overall)")
+    parser.add_argument("--bins", type=int, default=4, help="cold-start: number of equal-count bins (default 4)")
+    parser.add_argument("--fixed-edges", type=_ints, default=(0, 5), help="cold-start fixed groups (default 0,5: never "
+                                                                         "seen / 1-5 / more)")
+    parser.add_argument("--length-edges", type=_ints, default=(5, 10, 15, 20),
+                        help="history-length group upper bounds (default 5,10,15,20)")
+    parser.add_argument("--positions", type=_ints, default=(1, 10, 20), help="target positions, 1-based (default 1,10,20)")
+    parser.add_argument("--shuffles", type=int, default=5, help="history permutations (default 5)")
+    parser.add_argument("--ks", type=_ints, default=(1, 5, 10, 15, 20), help="truncation lengths (default 1,5,10,15,20)")
+    parser.add_argument("--sample", type=int, default=100, help="truncation: instances sampled among full histories "
+                                                                "(default 100; 0 = all of them)")
+    parser.add_argument("--full-length", type=int, default=None,
+                        help="truncation: what counts as a full history (default: the benchmark's history length)")
+    parser.add_argument("--candidate-shuffles", type=int, default=1, help="candidate permutations (default 1)")
+
+
+def options_from(args):
+    from r2bench.analyses.suite import Options
+
+    return Options(metric=args.metric, reference=args.reference, n_bins=args.bins, fixed_edges=tuple(args.fixed_edges),
+                   length_edges=tuple(args.length_edges), positions=tuple(args.positions), n_shuffles=args.shuffles,
+                   ks=tuple(args.ks), sample_n=args.sample or None, full_length=args.full_length,
+                   n_candidate_shuffles=args.candidate_shuffles, seed=args.seed)
+
+
+def default_out(name: str):
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    # under reports/, which the repository's .gitignore already ignores
+    return Path("reports") / f"{name}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def command_line() -> str:
+    import shlex
+    import sys
+
+    return "r2bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def add_arguments(parser) -> None:
+    from r2bench.analyses.names import ANALYSES
+
+    parser.add_argument("analysis", choices=ANALYSES, help="which analysis")
+    parser.add_argument("--runs", nargs="+", default=None, metavar="RUN",
+                        help="existing run folders (or folders of runs) to analyse instead of making new runs")
+    parser.add_argument("--method", action="append", default=[], metavar="M",
+                        help="method(s) to run (repeatable or comma-separated)")
+    parser.add_argument("--dataset", action="append", default=[], metavar="D",
+                        help="dataset name or benchmark folder (repeat for transfer)")
+    parser.add_argument("--base-limit", type=int, default=None,
+                        help="original runs (stratified analyses) score only the first N instances")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="method config override (applies to every method given)")
+    parser.add_argument("--config", default=None, metavar="FILE", help="YAML file of method config values")
+    add_common(parser)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from r2bench.analyses import suite
+    from r2bench.analyses.runs_io import load_runs
+    from r2bench.config import parse_set_args
+    from r2bench.errors import R2BenchError
+
+    opts = options_from(args)
+    out = Path(args.out) if args.out else default_out(args.analysis)
+    methods = [m.strip() for item in args.method for m in item.split(",") if m.strip()]
+    skipped: list[dict] = []
+    if args.runs:
+        if methods or args.dataset:
+            raise R2BenchError("give either --runs (analyse existing runs) or --method/--dataset (make runs), not both")
+        paths = args.runs
+    else:
+        if not methods or not args.dataset:
+            raise R2BenchError(f"analyze {args.analysis}: give --runs RUN..., or --method M and --dataset D")
+        overrides = parse_set_args(args.set)
+        if args.analysis == "transfer":
+            if len(args.dataset) < 2:
+                raise R2BenchError("analyze transfer needs at least two --dataset")
+            paths, skipped = suite.make_transfer_runs(methods, args.dataset, opts, out / "runs", args.limit,
+                                                      overrides, command_line())
+        else:
+            if len(args.dataset) > 1:
+                raise R2BenchError(f"analyze {args.analysis} takes one --dataset")
+            from r2bench.data.benchmark import load_benchmark
+
+            bench = load_benchmark(args.dataset[0])
+            paths = suite.make_runs(args.analysis, methods, bench, opts, out / "runs", args.limit, args.base_limit,
+                                    overrides, args.config, command_line())
+    runs = load_runs(paths)
+    result = suite.analyze_runs(args.analysis, runs, out, opts, skipped=skipped)
+    result.write(out)
+    print(result.markdown(image_dir=out))
+    import sys
+
+    for note in result.notes:
+        if note.startswith("VIOLATION"):
+            print(f"r2bench analyze: warning: {note}", file=sys.stderr)
+    print(f"written: {out}/{result.name}.md" + (f", {result.figure}" if result.figure else ""))
+    return 0
