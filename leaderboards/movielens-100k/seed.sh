@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# How the movielens-100k board was seeded: real full test-split runs, then `r2bench submit`.
+# Usage (from the repository root): leaderboards/movielens-100k/seed.sh [METHOD | METHOD=RUN_DIR ...]
+# Default: the sanity baselines. METHOD runs it now (./runs/<run-id>/, kept out of git);
+# METHOD=RUN_DIR submits an existing full test-split run of that method instead (e.g. one a
+# long training made earlier). Each entry records the run's own command and the submit command.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export R2BENCH_PROGRESS="${R2BENCH_PROGRESS:-0}"
+
+submit() {  # METHOD NAME DESCRIPTION [extra submit flags...]
+    local method="$1" name="$2" desc="$3"; shift 3
+    local run="${existing:-}"
+    [ -n "$run" ] || run="$(r2bench run --method "$method" --dataset movielens-100k --seed 0 | tail -n 1)"
+    r2bench submit "$run" --name "$name" --description "$desc" --replace --no-render "$@"
+}
+
+methods=("$@")
+[ ${#methods[@]} -eq 0 ] && methods=(random popularity item-cooccurrence)
+for arg in "${methods[@]}"; do
+    m="${arg%%=*}"; existing=""
+    [ "$m" != "$arg" ] && existing="${arg#*=}"
+    case "$m" in
+        random) submit random "Random" "Seeded uniform random scores: the chance line (NDCG@10 0.2272 expected)." \
+                    --training-data "none" --params 0 ;;
+        popularity) submit popularity "Popularity" "How often each candidate is a positive in train instances." \
+                    --training-data "benchmark train split" --params 0 ;;
+        item-cooccurrence) submit item-cooccurrence "Item co-occurrence" \
+                    "Co-occurrence of a candidate with the history items in train users' sequences." \
+                    --training-data "benchmark train split" --params 0 ;;
+        sasrec) submit sasrec "SASRec" "Self-attentive sequential recommendation (RecBole 1.2.1, r2bench defaults)." --params "~0.2M" \
+                    --url https://arxiv.org/abs/1808.09781 --training-data "benchmark train split" --used-val-split ;;
+        bert4rec) submit bert4rec "BERT4Rec" "Bidirectional transformer with cloze training (RecBole 1.2.1, r2bench defaults)." --params "~0.2M" \
+                    --url https://arxiv.org/abs/1904.06690 --training-data "benchmark train split" --used-val-split ;;
+        lightgcn) submit lightgcn "LightGCN" "Graph convolution on the user-item graph, val/test histories folded in (RecBole 1.2.1)." --params "~0.17M" \
+                    --url https://arxiv.org/abs/2002.02126 --training-data "benchmark train split + val/test histories" \
+                    --used-val-split ;;
+        *) echo "unknown method $m" >&2; exit 2 ;;
+    esac
+done
+r2bench leaderboard render
+r2bench leaderboard validate
