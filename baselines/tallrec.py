@@ -1,0 +1,190 @@
+"""TALLRec (Bao et al. 2023) on the R2Rank machinery: LoRA-tuned Yes/No relevance.
+
+As in the paper's protocol (section 4.1.3), TALLRec is trained on the same backbone
+as R2Rank: LoRA fine-tuning of the causal LM on (user context, candidate) ->
+``Yes`` / ``No`` built from train instances (each instance's positive and
+``negatives_per_positive`` of its other candidates, seeded), with the loss on the
+answer tokens only (``r2bench.r2rank.sft``). The user context is exactly the one the
+R2Rank prompts show (profile + history, ``r2bench.r2rank.prompts``); only the
+instruction differs: TALLRec asks for a one-word answer. The score of a candidate is
+``logit(Yes) - logit(No)`` of the first answer token.
+
+Checkpoints are the same format as R2Rank's: a peft adapter folder (safetensors)
+plus the tokenizer, written to ``save_to`` (or a temporary folder); ``checkpoint``
+scores with a saved adapter (or merged model folder) without fitting.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import polars as pl
+
+from r2bench.methods import BaseMethod
+from r2bench.r2rank.train_config import TALLRecConfig
+
+log = logging.getLogger(__name__)
+
+INSTRUCTION = (
+    "Given the user's history below, decide whether the user will like the candidate item. "
+    'Answer with only "Yes" or "No".'
+)
+YES, NO = "Yes", "No"
+
+
+def tallrec_messages(context: str, item_text: str) -> list[dict[str, str]]:
+    """The TALLRec prompt: instruction, the R2Rank user context, the candidate (last)."""
+    return [{"role": "user", "content": f"{INSTRUCTION}\n\n{context}\n\nCandidate Item: {item_text}"}]
+
+
+def _answer_ids(tokenizer) -> tuple[int, int]:
+    yes = tokenizer(YES, add_special_tokens=False)["input_ids"]
+    no = tokenizer(NO, add_special_tokens=False)["input_ids"]
+    if not yes or not no or yes[0] == no[0]:
+        from r2bench.errors import R2BenchError
+
+        raise R2BenchError("the backbone's tokenizer cannot tell 'Yes' from 'No' by their first token")
+    return int(yes[0]), int(no[0])
+
+
+class TALLRecMethod(BaseMethod):
+    name: ClassVar[str] = "tallrec"
+    description: ClassVar[str] = "TALLRec: LoRA-tuned yes/no scoring on the same backbone"
+    Config: ClassVar[type] = TALLRecConfig
+    transferable: ClassVar[bool] = True
+    pointwise: ClassVar[bool] = True
+
+    def __init__(self, config: TALLRecConfig | None = None, seed: int = 0):
+        super().__init__(config, seed)
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self._info: dict[str, Any] = {}
+
+    def set_model(self, model, tokenizer) -> None:
+        """Start from an already loaded model (tests); LoRA is added by ``fit`` when ``lora_r > 0``."""
+        self.model, self.tokenizer = model, tokenizer
+
+    # ---------------------------------------------------------------- data
+    def _examples(self, benchmark) -> list[tuple[list[dict[str, str]], str, str]]:
+        from r2bench.r2rank.prompts import instance_prompt
+        from r2bench.r2rank.synthesize import _stable_rng
+
+        c = self.config
+        rows = benchmark.split("train").to_dicts()
+        order = _stable_rng(self.seed, "tallrec").permutation(len(rows))
+        if c.max_instances:
+            order = order[: c.max_instances]
+        recs = benchmark.item_records()
+        out = []
+        for i in order.tolist():
+            row = rows[i]
+            ip = instance_prompt(row, recs, benchmark.profile_fields)
+            t = int(row["target_index"])
+            others = [k for k in range(len(ip.candidates)) if k != t]
+            rng = _stable_rng(self.seed, "tallrec-neg", int(row["instance_id"]))
+            negs = rng.choice(others, size=min(c.negatives_per_positive, len(others)), replace=False).tolist()
+            for k in [t] + negs:
+                out.append((tallrec_messages(ip.context, ip.item_texts[k]), YES if k == t else NO, str(row["user_id"])))
+        return out
+
+    # ---------------------------------------------------------------- protocol
+    def fit(self, benchmark) -> None:
+        import torch
+
+        from r2bench.progress import bar
+        from r2bench.r2rank.backbones import load_backbone
+        from r2bench.r2rank.rl import hash_seed
+        from r2bench.r2rank.sft import encode_example, sft_loss
+        from r2bench.r2rank.trainutil import load_policy, save_policy
+
+        c = self.config
+        if c.checkpoint:
+            ck = Path(c.checkpoint)
+            adapter = str(ck) if (ck / "adapter_config.json").is_file() else None
+            self.model, self.tokenizer = load_backbone(c.backbone if adapter else str(ck), adapter=adapter,
+                                                       device=c.device, dtype=c.dtype)
+            self._info = {"checkpoint": str(ck), "fitted": False}
+            return
+        torch.manual_seed(hash_seed(self.seed, 3))
+        if self.model is None:
+            self.model, self.tokenizer = load_policy(c.backbone, c, device=c.device, dtype=c.dtype)
+        elif c.lora_r == 0:
+            for p in self.model.parameters():
+                p.requires_grad_(True)
+        elif not hasattr(self.model, "peft_config"):
+            import peft
+
+            self.model = peft.get_peft_model(self.model, peft.LoraConfig(
+                r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
+                target_modules=c.lora_targets if c.lora_targets == "all-linear" else c.lora_targets.split(","),
+                task_type="CAUSAL_LM"))
+        _answer_ids(self.tokenizer)
+        examples = [encode_example(self.tokenizer, m, a, c.max_length) for m, a, _ in self._examples(benchmark)]
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=c.lr)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        t0, losses = time.perf_counter(), []
+        self.model.train()
+        n_batches = -(-len(examples) // c.batch_size)
+        with bar(total=n_batches * c.epochs, desc="TALLRec fit", unit="batch") as b:
+            for epoch in range(c.epochs):
+                order = np.random.default_rng(hash_seed(self.seed, epoch, 5)).permutation(len(examples))
+                for j in range(n_batches):
+                    batch = [examples[i] for i in order[j * c.batch_size:(j + 1) * c.batch_size]]
+                    opt.zero_grad(set_to_none=True)
+                    loss, _ = sft_loss(self.model, batch, pad)
+                    loss.backward()
+                    if c.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
+                    opt.step()
+                    losses.append(float(loss.detach()))
+                    b.update(1)
+                    b.set_postfix(loss=f"{losses[-1]:.3f}")
+        self.model.eval()
+        save_to = Path(c.save_to) if c.save_to else Path(tempfile.mkdtemp(prefix="tallrec-"))
+        save_policy(self.model, self.tokenizer, save_to)
+        self._info = {"fitted": True, "train_examples": len(examples), "fit_loss_first": losses[0] if losses else None,
+                      "fit_loss_last": float(np.mean(losses[-max(1, n_batches // 4):])) if losses else None,
+                      "fit_s": time.perf_counter() - t0, "checkpoint": str(save_to)}
+
+    def score(self, benchmark, instances: pl.DataFrame) -> np.ndarray:
+        import torch
+
+        from r2bench.progress import bar
+        from r2bench.r2rank.ppo import chat_prompt_ids
+        from r2bench.r2rank.prompts import instance_prompt
+
+        if self.model is None:
+            self.fit(benchmark)
+        yes, no = _answer_ids(self.tokenizer)
+        recs = benchmark.item_records()
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        dev = self.model.get_output_embeddings().weight.device
+        out = np.zeros((instances.height, benchmark.k), dtype=np.float64)
+        with bar(total=instances.height, desc="TALLRec score", unit="inst") as b, torch.no_grad():
+            for i, row in enumerate(instances.iter_rows(named=True)):
+                ip = instance_prompt(row, recs, benchmark.profile_fields)
+                prompts = [chat_prompt_ids(self.tokenizer, tallrec_messages(ip.context, t)) for t in ip.item_texts]
+                for s in range(0, len(prompts), self.config.score_batch):
+                    chunk = prompts[s:s + self.config.score_batch]
+                    width = max(map(len, chunk))
+                    ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+                    attn = torch.zeros_like(ids)
+                    for j, p in enumerate(chunk):
+                        ids[j, width - len(p):] = torch.tensor(p)
+                        attn[j, width - len(p):] = 1
+                    pos = (attn.cumsum(-1) - 1).clamp_min(0)
+                    h = self.model.get_decoder()(input_ids=ids.to(dev), attention_mask=attn.to(dev),
+                                                 position_ids=pos.to(dev), use_cache=False).last_hidden_state[:, -1]
+                    logits = self.model.get_output_embeddings()(h).float()
+                    out[i, s:s + len(chunk)] = (logits[:, yes] - logits[:, no]).cpu().numpy()
+                b.update(1)
+        return out
+
+    def info(self) -> dict[str, Any]:
+        return {"backbone": self.config.backbone, **self._info}

@@ -1,0 +1,83 @@
+"""``r2bench r2rank synthesize|sft|rl``: train the R2Rank reference model on a benchmark."""
+
+from __future__ import annotations
+
+HELP = "train R2Rank: synthesize SFT data with a teacher, SFT, end-to-end RL (Algorithm 1)"
+DESCRIPTION = (
+    "Train the R2Rank reference model. Typical pipeline: `r2bench r2rank synthesize --dataset D --out sft-data`, "
+    "`r2bench r2rank sft --data sft-data --out sft`, `r2bench r2rank rl --dataset D --out rl "
+    "--set backbone=sft/final --set variant=sft+rl`, then `r2bench run --method r2rank --dataset D "
+    "--set backbone=rl/final`. Settings: --set key=value / --config file.yaml (see r2bench/r2rank/train_config.py). "
+    "Several processes: `accelerate launch --num_processes N -m r2bench r2rank rl ...` (or torchrun)."
+)
+
+
+def _common(p) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    p.add_argument("--config", default=None, help="YAML file of config values")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (resumed when it holds checkpoints)")
+
+
+def add_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="r2rank_cmd", metavar="STAGE")
+    s = sub.add_parser("synthesize", help="ask a teacher for self-reflective responses; keep those matching the label")
+    s.add_argument("--dataset", required=True, help="prepared benchmark name or folder")
+    _common(s)
+    f = sub.add_parser("sft", help="fine-tune the backbone on the kept responses (loss on the response only)")
+    f.add_argument("--data", required=True, help="folder written by `r2rank synthesize`")
+    _common(f)
+    f.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
+    r = sub.add_parser("rl", help="end-to-end RL under the Plackett-Luce surrogate (Algorithm 1)")
+    r.add_argument("--dataset", required=True, help="prepared benchmark name or folder")
+    _common(r)
+    r.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
+
+
+def run(args) -> int:
+    from r2bench.config import build_config, parse_set_args
+    from r2bench.errors import R2BenchError
+
+    stage = getattr(args, "r2rank_cmd", None)
+    if stage is None:
+        raise R2BenchError("choose a stage: r2bench r2rank synthesize|sft|rl (see --help)")
+    overrides = parse_set_args(args.set)
+    if stage == "synthesize":
+        from r2bench.data.benchmark import load_benchmark
+        from r2bench.r2rank.synthesize import synthesize
+        from r2bench.r2rank.train_config import SynthesizeConfig
+
+        cfg = build_config(SynthesizeConfig, overrides, args.config)
+        stats = synthesize(load_benchmark(args.dataset), cfg, args.out, seed=args.seed)
+        print(f"asked {stats['asked']}, answered {stats['answered']}, kept {stats['kept']} "
+              f"(positive {stats['kept_positive']}/{stats['asked_positive']}, "
+              f"negative {stats['kept_negative']}/{stats['asked_negative']}) -> {args.out}")
+        return 0
+
+    from r2bench.extras import require
+
+    require("torch", purpose="R2Rank training")
+    require("transformers", purpose="R2Rank training")
+    from r2bench.r2rank.trainutil import DistContext
+
+    dist = DistContext()
+    try:
+        if stage == "sft":
+            from r2bench.r2rank.sft import run_sft
+            from r2bench.r2rank.train_config import SFTConfig
+
+            cfg = build_config(SFTConfig, overrides, args.config)
+            final = run_sft(cfg, args.data, args.out, seed=args.seed, resume=not args.no_resume, dist=dist)
+        else:
+            from r2bench.data.benchmark import load_benchmark
+            from r2bench.r2rank.rl import run_rl
+            from r2bench.r2rank.train_config import RLConfig
+
+            cfg = build_config(RLConfig, overrides, args.config)
+            final = run_rl(cfg, load_benchmark(args.dataset), args.out, seed=args.seed,
+                           resume=not args.no_resume, dist=dist)
+    finally:
+        dist.close()
+    if dist.is_main:
+        print(f"{stage} done -> {final}")
+    return 0

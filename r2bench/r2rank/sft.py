@@ -1,0 +1,148 @@
+"""Supervised fine-tuning on the kept teacher responses (paper section 3.4).
+
+Each example is ``chat prompt (Figure 2 template) + teacher response + EOS``; the
+loss is the token cross-entropy on the response and EOS only (the prompt tokens are
+context, never targets). Only the response positions go through the LM head, so a
+50k vocabulary costs nothing on the (long) prompt. Full fine-tuning by default,
+LoRA with ``lora_r > 0`` (merged into the exported model).
+
+Checkpoints (safetensors, resumable) go to ``<out>/checkpoints``; the data order
+is a seeded permutation per epoch, so a resumed run skips exactly the batches it
+had done. The result is ``<out>/final``: a model folder that ``r2bench r2rank rl
+--set backbone=<out>/final --set variant=sft+rl`` starts from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from r2bench.r2rank.train_config import SFTConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SFTLog:
+    step: int
+    epoch: int
+    loss: float
+    tokens: int
+    tokens_per_s: float
+    step_s: float
+    peak_mem_mb: float
+
+
+def encode_example(tokenizer, messages: list[dict[str, str]], response: str, max_length: int) -> tuple[list[int], int]:
+    """(token ids of prompt + response + EOS, number of prompt tokens); long prompts lose their head."""
+    from r2bench.r2rank.ppo import chat_prompt_ids
+
+    prompt = chat_prompt_ids(tokenizer, messages)
+    resp = list(tokenizer(response.strip(), add_special_tokens=False)["input_ids"])
+    if tokenizer.eos_token_id is not None:
+        resp.append(int(tokenizer.eos_token_id))
+    resp = resp[: max(1, max_length // 2)] if len(resp) > max_length // 2 and len(prompt) > max_length // 2 else resp
+    over = len(prompt) + len(resp) - max_length
+    if over > 0:  # keep the candidate (at the end of the prompt) and the response
+        prompt = prompt[over:]
+    return prompt + resp, len(prompt)
+
+
+def sft_loss(model, batch: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over the response tokens of a batch (right-padded)."""
+    dev = model.get_output_embeddings().weight.device
+    width = max(len(ids) for ids, _ in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(batch), width), dtype=torch.long)
+    target = torch.zeros((len(batch), width), dtype=torch.bool)
+    for i, (seq, p) in enumerate(batch):
+        ids[i, : len(seq)] = torch.tensor(seq)
+        attn[i, : len(seq)] = 1
+        target[i, p: len(seq)] = True
+    ids, attn, target = ids.to(dev), attn.to(dev), target.to(dev)
+    h = model.get_decoder()(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
+    pred = target[:, 1:]  # position t-1 predicts token t
+    logits = model.get_output_embeddings()(h[:, :-1][pred])
+    loss = torch.nn.functional.cross_entropy(logits.float(), ids[:, 1:][pred])
+    return loss, int(pred.sum())
+
+
+def run_sft(cfg: SFTConfig, data_dir: str | Path, out_dir: str | Path, seed: int = 0, resume: bool = True,
+            model=None, tokenizer=None, dist=None) -> Path:
+    """Fine-tune on ``<data_dir>/sft_data.parquet`` (kept rows); export ``<out>/final``."""
+    from r2bench.atomic import atomic_path, write_json
+    from r2bench.progress import bar
+    from r2bench.r2rank.rl import hash_seed, peak_memory_mb
+    from r2bench.r2rank.synthesize import load_sft_data
+    from r2bench.r2rank.trainutil import Checkpointer, CSVLog, load_policy, save_policy, shard_by_user
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    df = load_sft_data(data_dir)
+    rows = shard_by_user(df.to_dicts(), dist.rank if dist else 0, dist.world_size if dist else 1)
+    ckpt = Checkpointer(out)
+    last = ckpt.latest() if resume else None
+    main = dist is None or dist.is_main
+    if model is None:
+        adapter = str(last / "policy") if (last and cfg.lora_r > 0) else None
+        backbone = str(last / "policy") if (last and cfg.lora_r == 0) else cfg.backbone
+        model, tokenizer = load_policy(backbone, cfg, device=dist.device() if dist else cfg.device,
+                                       dtype=cfg.dtype, adapter=adapter)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if dist is not None:
+        dist.broadcast_parameters([model])
+    step = 0
+    if last is not None:
+        Checkpointer.load_optimizer(last, opt)
+        step = int(Checkpointer.load_state(last)["step"])
+    examples = [encode_example(tokenizer, json.loads(r["messages"]), r["response"], cfg.max_length) for r in rows]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    per_epoch = max(1, -(-len(examples) // cfg.batch_size))
+    total = per_epoch * cfg.epochs
+    logger = CSVLog(out / "log.csv")
+    logger.truncate_after(step)
+    meta = {"stage": "sft", "data": str(data_dir), "seed": seed, "examples": len(examples)}
+    model.train()
+    with bar(total=total, desc="SFT", unit="step", initial=step) as pbar:
+        while step < total:
+            epoch, b = divmod(step, per_epoch)
+            order = np.random.default_rng(hash_seed(seed, epoch)).permutation(len(examples))
+            batch = [examples[i] for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss, n_tok = sft_loss(model, batch, pad)
+            loss.backward()
+            if dist is not None and dist.world_size > 1:
+                for p in params:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                dist.all_reduce_mean([p.grad for p in params])
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            step += 1
+            dt = time.perf_counter() - t0
+            if main:
+                logger.write(SFTLog(step, epoch, float(loss.detach()), n_tok, n_tok / max(dt, 1e-9), dt,
+                                    peak_memory_mb(model.get_output_embeddings().weight.device)))
+            pbar.update(1)
+            pbar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            if main and cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == total):
+                ckpt.save(step, model, tokenizer, None, opt, {"config": asdict(cfg), **meta})
+    model.eval()
+    final = out / "final"
+    if main:
+        with atomic_path(final) as tmp:
+            tmp.mkdir(parents=True)
+            save_policy(model, tokenizer, tmp, merged=True)
+            write_json(tmp / "r2rank_train.json", {"steps": step, "config": asdict(cfg), **meta})
+    if dist is not None:
+        dist.barrier()
+    return final

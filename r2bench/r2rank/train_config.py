@@ -1,0 +1,133 @@
+"""Typed configs of R2Rank training: SFT data synthesis, SFT, RL (Algorithm 1) and TALLRec.
+
+Each is a dataclass with defaults, filled by :func:`r2bench.config.build_config`
+from ``--config file.yaml`` and ``--set key=value``. Defaults are sized for a
+CPU and the offline SmolLM2-135M backbone; the GPU recipe for Qwen2.5-1.5B/3B is
+in the README (r2rank-training section).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from r2bench.llm.config import ClientConfig
+
+Variant = Literal["sft+rl", "rl-only", "mlp-only", "no-cot"]
+
+
+@dataclass
+class LoRASettings:
+    """LoRA through peft; ``lora_r=0`` means full fine-tuning."""
+
+    lora_r: int = 0
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    #: module names to adapt ("all-linear" = every linear layer but the LM head)
+    lora_targets: str = "all-linear"
+
+
+@dataclass
+class SynthesizeConfig(ClientConfig):
+    """Teacher-generated self-reflective responses for SFT (paper section 3.4).
+
+    The teacher is any OpenAI-compatible endpoint (DeepSeek-R1 in the paper), reached
+    through ``r2bench.llm`` (its settings are inherited: base_url, model, api_key_env,
+    concurrency, retries, cache, prices). Answers are cached, so an interrupted run
+    resumes without asking twice.
+    """
+
+    model: str = "deepseek-reasoner"
+    temperature: float = 0.6
+    max_tokens: int = 2048
+    #: train instances to use (a seeded sample; 0 = all)
+    max_instances: int = 200
+    #: sampled negatives per positive (the positive and this many negatives of each instance)
+    negatives_per_positive: int = 1
+    #: a JSONL file of teacher answers ({"instance_id", "item_id", "text"}) used instead of the API
+    responses_file: str | None = None
+    no_cot: bool = False
+
+
+@dataclass
+class SFTConfig(LoRASettings):
+    """Supervised fine-tuning on the kept teacher responses (loss on assistant tokens only)."""
+
+    backbone: str = "smollm2-135m"
+    epochs: int = 1
+    batch_size: int = 4
+    lr: float = 2e-5
+    weight_decay: float = 0.0
+    max_length: int = 1536
+    grad_clip: float = 1.0
+    checkpoint_every: int = 50
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+@dataclass
+class RLConfig(LoRASettings):
+    """End-to-end RL under the Plackett-Luce surrogate (Algorithm 1)."""
+
+    #: backbone name or folder; for ``sft+rl`` the SFT output folder
+    backbone: str = "smollm2-135m"
+    #: a scoring head (safetensors) to start from; none = a fresh head
+    head: str | None = None
+    variant: Variant = "rl-only"
+    steps: int = 50
+    #: instances (users x 20 candidates) per RL step (per process under DDP)
+    instances_per_step: int = 2
+    #: rankings sampled from Plackett-Luce per instance (the paper samples one)
+    ranking_samples: int = 4
+    #: REINFORCE baseline over the ranking samples of an instance: none (paper) | mean | loo
+    baseline: Literal["none", "mean", "loo"] = "none"
+    #: baseline of the PPO advantage rho: none (paper) | batch-mean (deviation)
+    ppo_baseline: Literal["none", "batch-mean"] = "none"
+    #: optimisation epochs per rollout batch (>1 so that the PPO clipping acts)
+    ppo_epochs: int = 2
+    clip_eps: float = 0.2
+    ppo_reduction: Literal["sum", "token-mean", "seq-mean"] = "token-mean"
+    #: also send the REINFORCE gradient of log P(tau|s) into the LLM through the hidden
+    #: state the head reads (the paper's "via s_k"); the PPO term always trains theta
+    pl_grad_to_backbone: bool = True
+    lr_policy: float = 1e-5
+    lr_head: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    reward_k: int = 10
+    max_reasoning_tokens: int = 48
+    temperature: float = 1.0
+    #: candidates per forward pass in the optimisation (memory knob; the result is the same)
+    micro_batch: int = 5
+    head_hidden: int = 256
+    eval_every: int = 10
+    eval_instances: int = 16
+    eval_split: Literal["train", "val", "test"] = "val"
+    checkpoint_every: int = 10
+    device: str = "auto"
+    dtype: str = "auto"
+    #: TensorBoard logging next to the CSV when tensorboard is installed
+    tensorboard: bool = False
+
+
+@dataclass
+class TALLRecConfig(LoRASettings):
+    """TALLRec (Bao et al. 2023): (user context, candidate) -> Yes/No, LoRA on the same backbone."""
+
+    backbone: str = "smollm2-135m"
+    lora_r: int = 8
+    #: train instances used (0 = all), each giving its positive and ``negatives_per_positive`` negatives
+    max_instances: int = 256
+    negatives_per_positive: int = 1
+    epochs: int = 1
+    batch_size: int = 8
+    lr: float = 3e-4
+    max_length: int = 1024
+    grad_clip: float = 1.0
+    #: a trained TALLRec folder (adapter or merged model) to score with instead of fitting
+    checkpoint: str | None = None
+    #: where fit() saves its checkpoint (none = a temporary folder)
+    save_to: str | None = None
+    score_batch: int = 20
+    device: str = "auto"
+    dtype: str = "auto"
