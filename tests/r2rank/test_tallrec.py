@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from tests.r2rank.test_training import _one_thread, make_tiny_lm, planted_benchmark, prompt_texts  # noqa: E402,F401
+from tests.r2rank.test_training import make_tiny_lm, planted_benchmark, prompt_texts  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -29,13 +29,7 @@ CHATML = (
 GOLD_EVERY = 8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared machine: one intra-op thread is far faster than oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# one torch thread: the autouse fixture in tests/r2rank/conftest.py
 
 
 def planted_benchmark(out, n_users: int = 150, n_items: int = 60, n_candidates: int = 10, seed: int = 0):
