@@ -51,9 +51,8 @@ class Registry(Generic[T]):
         from importlib.metadata import entry_points
 
         for ep in entry_points(group=self._group):
-            if ep.name not in self._entries:
-                obj_doc = ""
-                self._entries[ep.name] = Entry(ep.name, ep.value, obj_doc or f"third-party ({ep.value})", None, {"third_party": True})
+            if ep.name not in self._entries:  # built-in names win over third-party ones
+                self._entries[ep.name] = Entry(ep.name, ep.value, f"third-party ({ep.value})", None, {"third_party": True})
 
     def names(self) -> list[str]:
         self._load_entry_points()

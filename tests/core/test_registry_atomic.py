@@ -1,5 +1,4 @@
 import os
-from pathlib import Path
 
 import pytest
 
@@ -53,3 +52,21 @@ def test_write_json_is_deterministic(tmp_path):
 def test_missing_extra_names_the_install_line():
     with pytest.raises(MissingExtraError, match=r"pip install 'r2bench\[plot\]'"):
         require("definitely_not_installed_pkg_xyz", extra="plot")
+
+
+def test_third_party_methods_register_through_entry_points(tmp_path, monkeypatch):
+    """A package that declares `[project.entry-points."r2bench.methods"]` shows up by name."""
+    dist = tmp_path / "thirdparty_rec-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-rec\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[r2bench.methods]\nmy-method = thirdparty_rec:MyMethod\n")
+    (tmp_path / "thirdparty_rec.py").write_text(
+        "from r2bench.methods import BaseMethod\n\nclass MyMethod(BaseMethod):\n    name = 'my-method'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry("method", entry_point_group="r2bench.methods")
+    reg.register("random", "baselines.sanity:RandomMethod")
+    assert "my-method" in reg.names()
+    cls = reg.load("my-method")
+    assert cls.__name__ == "MyMethod" and cls.name == "my-method"
+    assert reg.get("my-method").meta["third_party"] is True
