@@ -34,8 +34,13 @@ CandidateOrder = Literal["given", "shuffled", "reversed"]
 
 
 @dataclass
-class ListwiseConfig(ClientConfig):
+class _LLMMethodConfig(ClientConfig):
+    #: order in which candidates are presented (the analyses perturb the "given" order)
     candidate_order: CandidateOrder = "given"
+
+
+@dataclass
+class ListwiseConfig(_LLMMethodConfig):
     max_tokens: int = 2048
     #: word budget of each candidate's line (20 of them share the prompt)
     candidate_words: int = 30
@@ -44,8 +49,7 @@ class ListwiseConfig(ClientConfig):
 
 
 @dataclass
-class PointwiseConfig(ClientConfig):
-    candidate_order: CandidateOrder = "given"
+class PointwiseConfig(_LLMMethodConfig):
     max_tokens: int = 4
     #: ask for logprobs (score = logprob(Yes) - logprob(No)); off: parse the answer only
     logprobs: bool = True
@@ -53,8 +57,7 @@ class PointwiseConfig(ClientConfig):
 
 
 @dataclass
-class ReflectiveConfig(ClientConfig):
-    candidate_order: CandidateOrder = "given"
+class ReflectiveConfig(_LLMMethodConfig):
     max_tokens: int = 1024
     logprobs: bool = True
     top_logprobs: int = 5

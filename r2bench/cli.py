@@ -38,13 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in _command_modules():
         p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP))
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _config_options=getattr(module, "ACCEPTS_CONFIG_OPTIONS", False))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Verbs that set ACCEPTS_CONFIG_OPTIONS take unknown --key=value options as config
+    # overrides (``r2bench run --method sasrec --epochs=3``); every other verb rejects them.
+    args, leftover = parser.parse_known_args(argv)
+    if leftover and not getattr(args, "_config_options", False):
+        parser.error(f"unrecognized arguments: {' '.join(leftover)}")
+    args.option_overrides = leftover
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
@@ -53,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if leftover:
+            from r2bench.config import option_overrides
+
+            args.option_overrides = option_overrides(leftover)
         return int(args._run(args) or 0)
     except R2BenchError as exc:
         if args.verbose:

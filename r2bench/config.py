@@ -32,6 +32,25 @@ def parse_set_args(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def option_overrides(tokens: list[str]) -> list[str]:
+    """Turn leftover ``--key=value`` / ``--key value`` command-line tokens into ``key=value``.
+
+    Raises on anything else, naming it, so a stray positional never passes silently.
+    """
+    out, i = [], 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.startswith("--") and "=" in tok:
+            out.append(tok[2:])
+        elif tok.startswith("--") and i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+            out.append(f"{tok[2:]}={tokens[i + 1]}")
+            i += 1
+        else:
+            raise R2BenchError(f"unrecognized argument {tok!r} (config options are --key=value or --set key=value)")
+        i += 1
+    return out
+
+
 def load_yaml_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

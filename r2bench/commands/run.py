@@ -6,35 +6,7 @@ DESCRIPTION = (
     "(scores.parquet, run.json, metrics.parquet). Config keys can be set with --set key=value, "
     "--config FILE.yaml, or directly as --key=value after the known options (e.g. --epochs=3)."
 )
-
-
-def _accept_config_options(parser) -> None:
-    """Let unknown ``--key=value`` / ``--key value`` options through as config overrides.
-
-    The CLI parses with ``parse_args``, which rejects unknown options; this sub-parser
-    keeps them in ``args.extra_overrides`` instead and build_config rejects unknown keys
-    later with a did-you-mean.
-    """
-    original = parser.parse_known_args
-
-    def parse_known_args(args=None, namespace=None):
-        ns, rest = original(args, namespace)
-        extra, leftover, i = [], [], 0
-        while i < len(rest):
-            tok = rest[i]
-            if tok.startswith("--") and "=" in tok:
-                extra.append(tok[2:])
-            elif tok.startswith("--") and i + 1 < len(rest) and not rest[i + 1].startswith("--"):
-                extra.append(f"{tok[2:]}={rest[i + 1]}")
-                i += 1
-            else:
-                leftover.append(tok)
-            i += 1
-        ns.extra_overrides = extra
-        return ns, leftover
-
-    parser.parse_known_args = parse_known_args
-    parser.allow_abbrev = False
+ACCEPTS_CONFIG_OPTIONS = True  # unknown --key=value options are config overrides (see r2bench.cli)
 
 
 def add_arguments(parser) -> None:
@@ -51,7 +23,7 @@ def add_arguments(parser) -> None:
                         help="fit on this dataset and score --dataset (cross-dataset transfer)")
     parser.add_argument("--label", default=None, help="display name of the run in reports (default: the method)")
     parser.add_argument("--no-evaluate", action="store_true", help="write the run without evaluating it")
-    _accept_config_options(parser)
+    parser.allow_abbrev = False  # --s=1 must not silently become --seed or --set
 
 
 def run(args) -> int:
@@ -62,7 +34,7 @@ def run(args) -> int:
     from r2bench.eval.evaluate import summary_table
     from r2bench.runs import load_run, run_method
 
-    overrides = parse_set_args(list(args.set) + list(getattr(args, "extra_overrides", []) or []))
+    overrides = parse_set_args(list(args.set) + list(getattr(args, "option_overrides", []) or []))
     command = "r2bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
     path = run_method(
         args.method, args.dataset, split=args.split, limit=args.limit, seed=args.seed,

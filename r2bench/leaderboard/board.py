@@ -23,7 +23,6 @@ reviewer of that pull request checks the fingerprint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from r2bench.atomic import write_json
+from r2bench.atomic import sha256_text, write_json
 from r2bench.errors import R2BenchError
 
 BOARD_SCHEMA = "r2bench.leaderboard.board/1"
@@ -50,7 +49,7 @@ TARGETS_NOTE = (
 def candidate_set_hash(candidates: list[str]) -> str:
     """16 hex chars of sha256 over the sorted candidate ids (joined by U+001F): order-free."""
     joined = "\x1f".join(sorted(str(c) for c in candidates))
-    return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:16]
+    return sha256_text(joined)[:16]
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from r2bench.atomic import atomic_path, write_json
+from r2bench.atomic import atomic_path, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +174,7 @@ class Checkpointer:
                 head.save(tmp / "head.safetensors")
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             write_json(tmp / "state.json", {"step": step, **state})
-        (self.root / "LATEST.tmp").write_text(name)
-        os.replace(self.root / "LATEST.tmp", self.root / "LATEST")
+        write_text(self.root / "LATEST", name)
         olds = sorted(d for d in self.root.glob("step-*") if d.is_dir() and d.name != name)
         for d in olds[: max(0, len(olds) - (self.keep - 1))]:
             shutil.rmtree(d, ignore_errors=True)

@@ -50,3 +50,11 @@ def test_config_file_must_be_a_mapping(tmp_path):
     f.write_text("- a\n- b\n")
     with pytest.raises(R2BenchError, match="mapping"):
         build_config(Cfg, {}, f)
+
+
+def test_option_overrides_pair_tokens_and_reject_strays():
+    from r2bench.config import option_overrides
+
+    assert option_overrides(["--epochs=3", "--lr", "0.1", "--flag=true"]) == ["epochs=3", "lr=0.1", "flag=true"]
+    with pytest.raises(R2BenchError, match="unrecognized argument 'stray'"):
+        option_overrides(["--epochs=3", "stray"])
