@@ -70,7 +70,8 @@ class TALLRecMethod(BaseMethod):
         self.model, self.tokenizer = model, tokenizer
 
     # ---------------------------------------------------------------- data
-    def _examples(self, benchmark) -> list[tuple[list[dict[str, str]], str, str]]:
+    def _examples(self, benchmark) -> list[list[tuple[list[dict[str, str]], str]]]:
+        """Per train instance (a seeded sample): its positive and sampled negatives as (messages, answer)."""
         from r2bench.r2rank.prompts import instance_prompt
         from r2bench.r2rank.synthesize import _stable_rng
 
@@ -80,7 +81,7 @@ class TALLRecMethod(BaseMethod):
         if c.max_instances:
             order = order[: c.max_instances]
         recs = benchmark.item_records()
-        out = []
+        groups = []
         for i in order.tolist():
             row = rows[i]
             ip = instance_prompt(row, recs, benchmark.profile_fields)
@@ -88,9 +89,20 @@ class TALLRecMethod(BaseMethod):
             others = [k for k in range(len(ip.candidates)) if k != t]
             rng = _stable_rng(self.seed, "tallrec-neg", int(row["instance_id"]))
             negs = rng.choice(others, size=min(c.negatives_per_positive, len(others)), replace=False).tolist()
-            for k in [t] + negs:
-                out.append((tallrec_messages(ip.context, ip.item_texts[k]), YES if k == t else NO, str(row["user_id"])))
-        return out
+            groups.append([(tallrec_messages(ip.context, ip.item_texts[k]), YES if k == t else NO) for k in [t] + negs])
+        return groups
+
+    @staticmethod
+    def _batches(groups: list, batch_size: int, order) -> list[list]:
+        """Whole instance groups packed into batches of at least ``batch_size`` examples (the last may be short)."""
+        out, cur, n = [], [], 0
+        for i in order:
+            cur.append(groups[i])
+            n += len(groups[i])
+            if n >= batch_size:
+                out.append(cur)
+                cur, n = [], 0
+        return out + ([cur] if cur else [])
 
     # ---------------------------------------------------------------- protocol
     def fit(self, benchmark) -> None:
@@ -99,7 +111,7 @@ class TALLRecMethod(BaseMethod):
         from r2bench.progress import bar
         from r2bench.r2rank.backbones import load_backbone
         from r2bench.r2rank.rl import hash_seed
-        from r2bench.r2rank.sft import encode_example, sft_loss
+        from r2bench.r2rank.sft import encode_example, prefix_sft_loss
         from r2bench.r2rank.trainutil import load_policy, save_policy
 
         c = self.config
@@ -124,32 +136,39 @@ class TALLRecMethod(BaseMethod):
                 target_modules=c.lora_targets if c.lora_targets == "all-linear" else c.lora_targets.split(","),
                 task_type="CAUSAL_LM"))
         _answer_ids(self.tokenizer)
-        examples = [encode_example(self.tokenizer, m, a, c.max_length) for m, a, _ in self._examples(benchmark)]
+        groups = [[encode_example(self.tokenizer, m, a, c.max_length) for m, a in g] for g in self._examples(benchmark)]
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=c.lr)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         t0, losses = time.perf_counter(), []
         self.model.train()
-        n_batches = -(-len(examples) // c.batch_size)
-        with bar(total=n_batches * c.epochs, desc="TALLRec fit", unit="batch") as b:
-            for epoch in range(c.epochs):
-                order = np.random.default_rng(hash_seed(self.seed, epoch, 5)).permutation(len(examples))
-                for j in range(n_batches):
-                    batch = [examples[i] for i in order[j * c.batch_size:(j + 1) * c.batch_size]]
+        plan = [self._batches(groups, c.batch_size, np.random.default_rng(hash_seed(self.seed, e, 5)).permutation(len(groups)))
+                for e in range(c.epochs)]
+        n_batches = sum(len(p) for p in plan)
+        with bar(total=n_batches, desc="TALLRec fit", unit="batch") as b:
+            for batches in plan:
+                for batch in batches:
+                    # mean over the batch's answer tokens; one backward pass per instance (shared prefix)
+                    n_tok = sum(len(seq) - n_prompt for g in batch for seq, n_prompt in g)
                     opt.zero_grad(set_to_none=True)
-                    loss, _ = sft_loss(self.model, batch, pad)
-                    loss.backward()
+                    total = 0.0
+                    for g in batch:
+                        loss_sum, _ = prefix_sft_loss(self.model, g, pad)
+                        (loss_sum / n_tok).backward()
+                        total += float(loss_sum.detach())
                     if c.grad_clip > 0:
                         torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
                     opt.step()
-                    losses.append(float(loss.detach()))
+                    losses.append(total / n_tok)
                     b.update(1)
                     b.set_postfix(loss=f"{losses[-1]:.3f}")
         self.model.eval()
         save_to = Path(c.save_to) if c.save_to else Path(tempfile.mkdtemp(prefix="tallrec-"))
         save_policy(self.model, self.tokenizer, save_to)
-        self._info = {"fitted": True, "train_examples": len(examples), "fit_loss_first": losses[0] if losses else None,
+        self._info = {"fitted": True, "train_examples": sum(len(g) for g in groups), "train_instances": len(groups),
+                      "fit_loss_first": losses[0] if losses else None,
                       "fit_loss_last": float(np.mean(losses[-max(1, n_batches // 4):])) if losses else None,
+                      "fit_batches": n_batches,
                       "fit_s": time.perf_counter() - t0, "checkpoint": str(save_to)}
 
     def score(self, benchmark, instances: pl.DataFrame) -> np.ndarray:
@@ -158,6 +177,7 @@ class TALLRecMethod(BaseMethod):
         from r2bench.progress import bar
         from r2bench.r2rank.ppo import chat_prompt_ids
         from r2bench.r2rank.prompts import instance_prompt
+        from r2bench.r2rank.shared_prefix import pad_rows, prefix_forward, split_prefix
 
         if self.model is None:
             self.fit(benchmark)
@@ -171,18 +191,11 @@ class TALLRecMethod(BaseMethod):
                 ip = instance_prompt(row, recs, benchmark.profile_fields)
                 prompts = [chat_prompt_ids(self.tokenizer, tallrec_messages(ip.context, t)) for t in ip.item_texts]
                 for s in range(0, len(prompts), self.config.score_batch):
-                    chunk = prompts[s:s + self.config.score_batch]
-                    width = max(map(len, chunk))
-                    ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-                    attn = torch.zeros_like(ids)
-                    for j, p in enumerate(chunk):
-                        ids[j, width - len(p):] = torch.tensor(p)
-                        attn[j, width - len(p):] = 1
-                    pos = (attn.cumsum(-1) - 1).clamp_min(0)
-                    h = self.model.get_decoder()(input_ids=ids.to(dev), attention_mask=attn.to(dev),
-                                                 position_ids=pos.to(dev), use_cache=False).last_hidden_state[:, -1]
+                    prefix, rest = split_prefix(prompts[s:s + self.config.score_batch])
+                    ids, attn = pad_rows(rest, pad, dev, left=True)  # every row ends in the last column
+                    h = prefix_forward(self.model, prefix, ids, attn)[:, -1]
                     logits = self.model.get_output_embeddings()(h).float()
-                    out[i, s:s + len(chunk)] = (logits[:, yes] - logits[:, no]).cpu().numpy()
+                    out[i, s:s + len(rest)] = (logits[:, yes] - logits[:, no]).cpu().numpy()
                 b.update(1)
         return out
 

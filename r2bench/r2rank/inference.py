@@ -115,14 +115,9 @@ def _expand_cache(cache: Any, n: int) -> Any:
 
 
 def _left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        if r:
-            ids[i, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
-            mask[i, width - len(r):] = 1
-    return ids.to(device), mask.to(device)
+    from r2bench.r2rank.shared_prefix import pad_rows
+
+    return pad_rows(rows, pad_id, device, left=True)
 
 
 @dataclass

@@ -113,8 +113,11 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
 class Rollout:
     """The sampled reasonings of K candidates laid out for one batched forward pass.
 
-    Rows are ``[left-padded prompt (width P) | right-padded response (width R)]``;
-    token ``t`` of row ``i``'s response sits at column ``P + t``. Rows ``0..K-1`` are
+    Rows are ``[shared prompt prefix (prefix_len) | left-padded rest of the prompt |
+    right-padded response (width R)]``; the prompt part is ``prompt_width`` columns
+    wide, so token ``t`` of row ``i``'s response sits at column ``prompt_width + t``.
+    The prefix columns are the same in every row (the instance's instructions and
+    user context), which lets :func:`policy_forward` encode them once. Rows ``0..K-1`` are
     the candidates' responses (the EOS token included when the model stopped with
     it); ``response_mask`` ``[rows, R]`` marks the generated tokens that the PPO loss
     sees. The scoring head reads the hidden state at the *decision position*, defined
@@ -136,6 +139,7 @@ class Rollout:
     texts: list[str]
     finished: list[bool]
     old_logprobs: torch.Tensor | None = None
+    prefix_len: int = 0
 
     @property
     def n_candidates(self) -> int:
@@ -164,6 +168,7 @@ class Rollout:
             texts=[self.texts[c] for c in cands],
             finished=[self.finished[c] for c in cands],
             old_logprobs=None if self.old_logprobs is None else self.old_logprobs[rows],
+            prefix_len=self.prefix_len,
         )
 
 
@@ -188,17 +193,23 @@ def build_rollout(tokenizer, prompt_ids, reasonings, max_new_tokens: int, eos_id
             dec_row.append(k + len(extras))
             extras.append((i, body + open_ids))
         dec_len.append(len(body) + len(open_ids))
+    from r2bench.r2rank.inference import common_prefix_len
+
     rows_prompt = [prompt_ids[i] for i in range(k)] + [prompt_ids[i] for i, _ in extras]
     rows_resp = responses + [seq for _, seq in extras]
-    width = max(len(p) for p in rows_prompt)
+    p = common_prefix_len(rows_prompt) if len(rows_prompt) > 1 else 0
+    width = max(len(x) for x in rows_prompt)  # prefix + the widest rest of a prompt
     rw = max(1, max(len(x) for x in rows_resp))
     n = len(rows_prompt)
     ids = torch.full((n, width + rw), pad, dtype=torch.long)
     attn = torch.zeros((n, width + rw), dtype=torch.long)
     resp_mask = torch.zeros((n, rw), dtype=torch.long)
-    for j, (p, x) in enumerate(zip(rows_prompt, rows_resp)):
-        ids[j, width - len(p): width] = torch.tensor(p, dtype=torch.long)
-        attn[j, width - len(p): width] = 1
+    for j, (prompt, x) in enumerate(zip(rows_prompt, rows_resp)):
+        ids[j, :p] = torch.tensor(prompt[:p], dtype=torch.long)
+        attn[j, :p] = 1
+        rest = prompt[p:]
+        ids[j, width - len(rest): width] = torch.tensor(rest, dtype=torch.long)
+        attn[j, width - len(rest): width] = 1
         if x:
             ids[j, width: width + len(x)] = torch.tensor(x, dtype=torch.long)
             attn[j, width: width + len(x)] = 1
@@ -208,7 +219,7 @@ def build_rollout(tokenizer, prompt_ids, reasonings, max_new_tokens: int, eos_id
         input_ids=ids.to(device), attention_mask=attn.to(device), response_mask=resp_mask.to(device),
         prompt_width=width, decision_row=torch.tensor(dec_row, device=device),
         decision_col=torch.tensor([width + d - 1 for d in dec_len], device=device),
-        texts=[r.text for r in reasonings], finished=[bool(r.finished) for r in reasonings],
+        texts=[r.text for r in reasonings], finished=[bool(r.finished) for r in reasonings], prefix_len=p,
     )
 
 
@@ -230,32 +241,28 @@ def sample_rollout(model, tokenizer, prompt_ids, max_new_tokens: int, *, greedy:
     return build_rollout(tokenizer, prompt_ids, reasonings, max_new_tokens, eos, device)
 
 
-def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-
-
 @dataclass
 class PolicyOutput:
     logprobs: torch.Tensor  #: [rows, R] log-probs of the response tokens (0 where masked)
     hidden: torch.Tensor  #: [K, H] last-layer hidden state at each candidate's decision position
 
 
-def policy_forward(model, rollout: Rollout, need_logprobs: bool = True) -> PolicyOutput:
+def policy_forward(model, rollout: Rollout, need_logprobs: bool = True, shared_prefix: bool = True) -> PolicyOutput:
     """One forward pass: response-token log-probs and the decision hidden states.
 
+    With ``shared_prefix`` (default) the rollout's common prompt prefix is encoded
+    once and its KV cache reused by every row (``r2bench.r2rank.shared_prefix``);
+    ``False`` runs every row in full (same values; kept for tests and comparison).
     Only the response block goes through the LM head (the vocabulary projection of
     the prompt would cost gigabytes for a 50k vocabulary and is not needed).
     """
-    base = model.get_decoder()
-    out = base(
-        input_ids=rollout.input_ids,
-        attention_mask=rollout.attention_mask,
-        position_ids=_positions(rollout.attention_mask),
-        use_cache=False,
-    )
-    h = out.last_hidden_state
-    hidden = h[rollout.decision_row, rollout.decision_col]
-    p, r = rollout.prompt_width, rollout.response_width
+    from r2bench.r2rank.shared_prefix import prefix_forward
+
+    p0 = rollout.prefix_len if shared_prefix else 0
+    prefix = rollout.input_ids[0, :p0].tolist()
+    h = prefix_forward(model, prefix, rollout.input_ids[:, p0:], rollout.attention_mask[:, p0:])
+    hidden = h[rollout.decision_row, rollout.decision_col - p0]
+    p, r = rollout.prompt_width - p0, rollout.response_width
     if need_logprobs:
         logits = model.get_output_embeddings()(h[:, p - 1: p + r - 1])
         lp = token_logprobs(logits, rollout.response_ids) * rollout.response_mask

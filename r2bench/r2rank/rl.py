@@ -123,7 +123,8 @@ class RLTrainer:
             self.model, self.tok, self._prompt_ids(row), self.cfg.max_reasoning_tokens,
             temperature=self.cfg.temperature, greedy=greedy, generator=generator,
         )
-        out = policy_forward(self.model, ro, need_logprobs=not (greedy or self.mlp_only))
+        out = policy_forward(self.model, ro, need_logprobs=not (greedy or self.mlp_only),
+                             shared_prefix=self.cfg.shared_prefix)
         ro.old_logprobs = out.logprobs
         hidden = out.hidden.float()
         return self.head(hidden).float(), ro, hidden
@@ -169,14 +170,15 @@ class RLTrainer:
         # dL_pl/ds from the current scores (one extra no-grad pass when micro-batching)
         if len(chunks) > 1:
             with torch.no_grad():
-                s_all = torch.cat([self.head(policy_forward(self.model, ro.select(c), False).hidden.float()) for c in chunks])
+                s_all = torch.cat([self.head(policy_forward(self.model, ro.select(c), False, cfg.shared_prefix).hidden.float())
+                                   for c in chunks])
         else:
             s_all = None
         stats, pl_val, ppo_val = [], 0.0, 0.0
         g_s = None
         for c in chunks:
             sub = ro.select(c)
-            out = policy_forward(self.model, sub, need_logprobs=True)
+            out = policy_forward(self.model, sub, need_logprobs=True, shared_prefix=cfg.shared_prefix)
             h = out.hidden.float() if cfg.pl_grad_to_backbone else out.hidden.detach().float()
             s = self.head(h)
             if s_all is None:

@@ -73,6 +73,29 @@ def sft_loss(model, batch: list[tuple[list[int], int]], pad_id: int) -> tuple[to
     return loss, int(pred.sum())
 
 
+def prefix_sft_loss(model, group: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over the response tokens of examples that share a prompt prefix, and their count.
+
+    ``group``: (token ids, prompt length) of examples whose prompts begin alike (one
+    instance's candidates); the common prefix is encoded once
+    (``r2bench.r2rank.shared_prefix``). Same value as :func:`sft_loss` times the count.
+    """
+    from r2bench.r2rank.shared_prefix import pad_rows, prefix_forward, split_prefix
+
+    dev = model.get_output_embeddings().weight.device
+    prefix, _ = split_prefix([ids for ids, _ in group])
+    p = max(0, min(len(prefix), min(n for _, n in group) - 1))  # every first target stays in its row
+    ids, attn = pad_rows([seq[p:] for seq, _ in group], pad_id, dev, left=False)
+    target = torch.zeros_like(ids, dtype=torch.bool)
+    for i, (seq, n_prompt) in enumerate(group):
+        target[i, n_prompt - p: len(seq) - p] = True
+    h = prefix_forward(model, prefix[:p], ids, attn)
+    pred = target[:, 1:]  # column t-1 predicts the token in column t
+    logits = model.get_output_embeddings()(h[:, :-1][pred])
+    loss = torch.nn.functional.cross_entropy(logits.float(), ids[:, 1:][pred], reduction="sum")
+    return loss, int(pred.sum())
+
+
 def run_sft(cfg: SFTConfig, data_dir: str | Path, out_dir: str | Path, seed: int = 0, resume: bool = True,
             model=None, tokenizer=None, dist=None) -> Path:
     """Fine-tune on ``<data_dir>/sft_data.parquet`` (kept rows); export ``<out>/final``."""

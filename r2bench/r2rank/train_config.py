@@ -98,7 +98,10 @@ class RLConfig(LoRASettings):
     max_reasoning_tokens: int = 48
     temperature: float = 1.0
     #: candidates per forward pass in the optimisation (memory knob; the result is the same)
-    micro_batch: int = 5
+    micro_batch: int = 20
+    #: encode the instance's common prompt prefix once per forward pass and reuse its KV cache
+    #: (same result; false runs all rows in full, for comparison: ``bench/r2rank_rl_step.py``)
+    shared_prefix: bool = True
     head_hidden: int = 256
     eval_every: int = 10
     eval_instances: int = 16

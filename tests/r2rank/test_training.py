@@ -316,3 +316,23 @@ def test_cli_synthesize_from_a_responses_file(planted, tmp_path, capsys):
     assert "kept 3" in capsys.readouterr().out
     assert main(["r2rank", "rl", "--dataset", str(planted.path), "--out", str(tmp_path / "x"),
                  "--set", "stepz=1"]) == 2
+
+
+def test_policy_forward_with_shared_prefix_equals_full_rows(tiny_dir, planted):
+    """The RL forward encodes the instance's common prompt prefix once: same log-probs, states, gradients."""
+    from r2bench.r2rank.ppo import policy_forward
+
+    tr, _ = _trainer(tiny_dir, planted, max_reasoning_tokens=4)
+    row = planted.split("train").to_dicts()[0]
+    _, ro, _ = tr.scores_of(row, greedy=False, generator=torch.Generator().manual_seed(2))
+    assert ro.prefix_len > ro.prompt_width // 2  # the user context is shared
+    results = []
+    for shared in (True, False):
+        tr.model.zero_grad(set_to_none=True)
+        out = policy_forward(tr.model, ro, need_logprobs=True, shared_prefix=shared)
+        (out.logprobs.sum() + out.hidden.square().sum()).backward()
+        results.append((out.logprobs.detach(), out.hidden.detach(), [p.grad.clone() for p in tr.model.parameters() if p.grad is not None]))
+    (lp_a, h_a, g_a), (lp_b, h_b, g_b) = results
+    assert torch.allclose(lp_a, lp_b, atol=1e-5) and torch.allclose(h_a, h_b, atol=1e-5)
+    assert all(float((a - b).norm()) <= 1e-4 * float(b.norm()) + 1e-7 for a, b in zip(g_a, g_b))
+    assert len(g_a) == len(g_b) > 0
