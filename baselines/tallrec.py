@@ -9,6 +9,12 @@ R2Rank prompts show (profile + history, ``r2bench.r2rank.prompts``); only the
 instruction differs: TALLRec asks for a one-word answer. The score of a candidate is
 ``logit(Yes) - logit(No)`` of the first answer token.
 
+An instance's examples differ only in the candidate (last in the prompt), so both
+fitting and scoring encode the instance's common prompt prefix once and share its
+KV cache (``r2bench.r2rank.shared_prefix``; gradients flow back through it): a
+batch packs whole instances, and one forward + backward pass per instance covers
+its positive and all its negatives.
+
 Checkpoints are the same format as R2Rank's: a peft adapter folder (safetensors)
 plus the tokenizer, written to ``save_to`` (or a temporary folder); ``checkpoint``
 scores with a saved adapter (or merged model folder) without fitting.

@@ -351,6 +351,58 @@ def zero_shot_margin(model: Any, tokenizer: Any, decision_rows: Sequence[Sequenc
     return score_decisions(model, tokenizer, decision_rows)[1]
 
 
+def _reason_and_decide(model: Any, tokenizer: Any, prompts_ids: Sequence[Sequence[int]], prefix: tuple[int, Any],
+                       head: Any, **gen_kw: Any) -> tuple[list[Reasoning], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Generate, then decide on the SAME cache: generated tokens after the body (``<answer>...``) are
+    masked out and only ``<answer>`` (plus, at most, the last body token, never fed) is run."""
+    open_ids = answer_token_ids(tokenizer)["open"]
+    reasonings, g = _generate(model, tokenizer, prompts_ids, prefix, **gen_kw)
+    tails = []
+    for r, reasoning in enumerate(reasonings):
+        b = len(decision_body(tokenizer, reasoning.token_ids))
+        for j in range(b, g.fed[r]):  # fed, but after the body: hide it
+            g.batch.mask[r, g.base + j] = 0
+        tails.append(reasoning.token_ids[g.fed[r]:b] + open_ids)
+    hidden, margin, score = _decide(model, tokenizer, g.batch, tails, head)
+    return reasonings, hidden, margin, score
+
+
+@torch.no_grad()
+def reason_and_decide(
+    model: Any,
+    tokenizer: Any,
+    prompts_ids: Sequence[Sequence[int]],
+    *,
+    head: Any = None,
+    max_new_tokens: int = 64,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    shared_prefix: bool = True,
+    batch_size: int = 20,
+) -> tuple[list[Reasoning], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Reasonings, decision hidden states ``[n, H]``, zero-shot margins ``[n]`` and scores ``[n]`` of the prompts.
+
+    The prompts' common prefix is encoded once; ``batch_size`` rows are generated at a
+    time, and each row's decision is read on its generation cache (a few tokens per row).
+    """
+    p = common_prefix_len(prompts_ids) if shared_prefix else 0
+    pcache = encode_prefix(model, prompts_ids[0][:p]) if p else None
+    reasonings: list[Reasoning] = []
+    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    bs = max(1, int(batch_size))
+    for start in range(0, len(prompts_ids), bs):
+        r, h, m, s = _reason_and_decide(
+            model, tokenizer, prompts_ids[start:start + bs], (p, pcache), head, max_new_tokens=max_new_tokens,
+            do_sample=do_sample, temperature=temperature, top_p=top_p, generator=generator,
+        )
+        reasonings += r
+        parts.append((h, m, s))
+    hidden, margin, score = (torch.cat([x[i] for x in parts]) for i in range(3))
+    return reasonings, hidden, margin, score
+
+
 def score_prompts(
     model: Any,
     tokenizer: Any,
@@ -367,29 +419,11 @@ def score_prompts(
 ) -> list[CandidateResult]:
     """Reason about and score each prompt (one instance's candidates), ``batch_size`` rows at a time.
 
-    The decision step reuses the generation cache: generated tokens after the body
-    (``<answer>...``) are masked out and only ``<answer>`` (plus, at most, the last
-    body token, which was never fed) is run, so scoring costs a few tokens per row.
+    The decision step reuses the generation cache (:func:`reason_and_decide`), so
+    scoring costs a few tokens per row.
     """
-    p = common_prefix_len(prompts_ids) if shared_prefix else 0
-    pcache = encode_prefix(model, prompts_ids[0][:p]) if p else None
-    open_ids = answer_token_ids(tokenizer)["open"]
-    results: list[CandidateResult] = []
-    bs = max(1, int(batch_size))
-    with torch.no_grad():
-        for start in range(0, len(prompts_ids), bs):
-            chunk = prompts_ids[start:start + bs]
-            reasonings, g = _generate(
-                model, tokenizer, chunk, (p, pcache), max_new_tokens=max_new_tokens, do_sample=do_sample,
-                temperature=temperature, top_p=top_p, generator=generator,
-            )
-            tails = []
-            for r, reasoning in enumerate(reasonings):
-                b = len(decision_body(tokenizer, reasoning.token_ids))
-                for j in range(b, g.fed[r]):  # fed, but after the body: hide it
-                    g.batch.mask[r, g.base + j] = 0
-                tails.append(reasoning.token_ids[g.fed[r]:b] + open_ids)
-            _, margin, score = _decide(model, tokenizer, g.batch, tails, head)
-            for r, m, s in zip(reasonings, margin.tolist(), score.tolist()):
-                results.append(CandidateResult(r, float(s), float(m)))
-    return results
+    reasonings, _, margin, score = reason_and_decide(
+        model, tokenizer, prompts_ids, head=head, max_new_tokens=max_new_tokens, do_sample=do_sample,
+        temperature=temperature, top_p=top_p, generator=generator, shared_prefix=shared_prefix, batch_size=batch_size,
+    )
+    return [CandidateResult(r, float(s), float(m)) for r, m, s in zip(reasonings, margin.tolist(), score.tolist())]

@@ -227,12 +227,19 @@ def build_rollout(tokenizer, prompt_ids, reasonings, max_new_tokens: int, eos_id
 def sample_rollout(model, tokenizer, prompt_ids, max_new_tokens: int, *, greedy: bool = False,
                    temperature: float = 1.0, generator: torch.Generator | None = None) -> Rollout:
     """Sample (or greedily decode) one reasoning per prompt with the shared-prefix generator."""
-    from r2bench.r2rank.inference import eos_ids, generate_reasonings
+    from r2bench.r2rank.inference import generate_reasonings
 
     reasonings = generate_reasonings(
         model, tokenizer, prompt_ids, max_new_tokens=max_new_tokens, do_sample=not greedy,
         temperature=temperature, top_p=1.0, generator=generator,
     )
+    return rollout_of(model, tokenizer, prompt_ids, reasonings, max_new_tokens)
+
+
+def rollout_of(model, tokenizer, prompt_ids, reasonings, max_new_tokens: int) -> Rollout:
+    """:func:`build_rollout` on the model's device with its EOS token."""
+    from r2bench.r2rank.inference import eos_ids
+
     eos = tokenizer.eos_token_id
     if eos is None:
         stops = sorted(eos_ids(model, tokenizer))

@@ -117,16 +117,29 @@ class RLTrainer:
 
     @torch.no_grad()
     def scores_of(self, row: dict[str, Any], greedy: bool, generator=None) -> tuple[torch.Tensor, Rollout, torch.Tensor]:
-        """(scores [K], rollout with old log-probs, decision hidden states [K, H]) of one instance."""
+        """(scores [K], rollout with old log-probs, decision hidden states [K, H]) of one instance.
+
+        When no token log-probs are needed (greedy evaluation, ``mlp-only``), the decision
+        states are read on the generation cache, as at inference (no second pass over the
+        prompts); otherwise one :func:`policy_forward` gives log-probs and states together.
+        """
+        from r2bench.r2rank.inference import reason_and_decide
+        from r2bench.r2rank.ppo import rollout_of
+
         self.model.eval()
-        ro = sample_rollout(
-            self.model, self.tok, self._prompt_ids(row), self.cfg.max_reasoning_tokens,
-            temperature=self.cfg.temperature, greedy=greedy, generator=generator,
-        )
-        out = policy_forward(self.model, ro, need_logprobs=not (greedy or self.mlp_only),
-                             shared_prefix=self.cfg.shared_prefix)
-        ro.old_logprobs = out.logprobs
-        hidden = out.hidden.float()
+        prompts = self._prompt_ids(row)
+        if greedy or self.mlp_only:
+            reasonings, hidden, _, _ = reason_and_decide(
+                self.model, self.tok, prompts, max_new_tokens=self.cfg.max_reasoning_tokens, do_sample=not greedy,
+                temperature=self.cfg.temperature, generator=generator, shared_prefix=self.cfg.shared_prefix,
+            )
+            ro = rollout_of(self.model, self.tok, prompts, reasonings, self.cfg.max_reasoning_tokens)
+        else:
+            ro = sample_rollout(self.model, self.tok, prompts, self.cfg.max_reasoning_tokens,
+                                temperature=self.cfg.temperature, generator=generator)
+            out = policy_forward(self.model, ro, need_logprobs=True, shared_prefix=self.cfg.shared_prefix)
+            ro.old_logprobs, hidden = out.logprobs, out.hidden
+        hidden = hidden.float()
         return self.head(hidden).float(), ro, hidden
 
     def evaluate(self, rows: list[dict[str, Any]]) -> float:

@@ -123,6 +123,7 @@ class TALLRecConfig(LoRASettings):
     max_instances: int = 256
     negatives_per_positive: int = 1
     epochs: int = 1
+    #: examples per optimiser step (whole instances are packed until a batch has at least this many)
     batch_size: int = 8
     lr: float = 3e-4
     max_length: int = 1024
