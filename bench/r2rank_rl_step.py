@@ -83,10 +83,14 @@ def main() -> None:
 
     train = bench.split("train").to_dicts()  # a seeded sample, as training draws them
     rows = [train[i] for i in np.random.default_rng(0).permutation(len(train))[: args.steps * args.batch]]
-    plen = statistics.mean(len(tr._prompt_ids(r)[0]) for r in rows)
+    from r2bench.r2rank.inference import common_prefix_len
+
+    prompts = [tr._prompt_ids(r) for r in rows]
+    plen = statistics.mean(statistics.mean(map(len, ps)) for ps in prompts)
+    shared = statistics.mean(common_prefix_len(ps) for ps in prompts)
     dev = str(model.get_output_embeddings().weight.device)
     print(f"backbone={args.backbone} params={n_params / 1e6:.1f}M trainable={n_train / 1e6:.1f}M device={dev} "
-          f"threads={torch.get_num_threads()} load={load_s:.1f}s mean_prompt_tokens={plen:.0f}")
+          f"threads={torch.get_num_threads()} load={load_s:.1f}s mean_prompt_tokens={plen:.0f} mean_shared_prefix_tokens={shared:.0f}")
     print(f"variant={args.variant} K={bench.k} reasoning<={args.reasoning} batch={args.batch} "
           f"ppo_epochs={args.epochs} lora_r={args.lora_r} micro_batch={args.micro_batch} "
           f"shared_prefix={args.shared_prefix} data={args.dataset or 'synthetic'}")

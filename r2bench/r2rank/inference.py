@@ -114,10 +114,18 @@ def _expand_cache(cache: Any, n: int) -> Any:
     return new
 
 
-def _left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    from r2bench.r2rank.shared_prefix import pad_rows
-
-    return pad_rows(rows, pad_id, device, left=True)
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, device: Any, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, mask)`` of token rows padded to one width (at least 1), on the left or on the right."""
+    width = max(1, max((len(r) for r in rows), default=1))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if not r:
+            continue
+        cols = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, cols] = torch.tensor(list(r), dtype=torch.long)
+        mask[i, cols] = 1
+    return ids.to(device), mask.to(device)
 
 
 @dataclass
@@ -203,7 +211,7 @@ def _generate(
     stop_set = eos_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     state = _start(model, pcache, p, n)
-    ids, mask_new = _left_pad([list(s[p:]) for s in prompts_ids], pad, dev)
+    ids, mask_new = pad_rows([list(s[p:]) for s in prompts_ids], pad, dev, left=True)
     hidden = _forward_rows(model, state, ids, mask_new)[:, -1]
     gstate = _GenState(batch=state, base=state.mask.shape[1], fed=[0] * n)
     gen: list[list[int]] = [[] for _ in range(n)]
@@ -306,7 +314,7 @@ def _decide(model: Any, tokenizer: Any, state: _Batch, tails: Sequence[Sequence[
     lm_head = model.get_output_embeddings()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     n = len(tails)
-    ids, mask_new = _left_pad(tails, pad, dev)
+    ids, mask_new = pad_rows(tails, pad, dev, left=True)
     hidden = _forward_rows(model, state, ids, mask_new)[:, -1]
     first = torch.log_softmax(lm_head(hidden).float(), -1)
     ans = answer_token_ids(tokenizer)
@@ -403,27 +411,9 @@ def reason_and_decide(
     return reasonings, hidden, margin, score
 
 
-def score_prompts(
-    model: Any,
-    tokenizer: Any,
-    prompts_ids: Sequence[Sequence[int]],
-    *,
-    head: Any = None,
-    max_new_tokens: int = 64,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    generator: torch.Generator | None = None,
-    shared_prefix: bool = True,
-    batch_size: int = 20,
-) -> list[CandidateResult]:
-    """Reason about and score each prompt (one instance's candidates), ``batch_size`` rows at a time.
-
-    The decision step reuses the generation cache (:func:`reason_and_decide`), so
-    scoring costs a few tokens per row.
-    """
-    reasonings, _, margin, score = reason_and_decide(
-        model, tokenizer, prompts_ids, head=head, max_new_tokens=max_new_tokens, do_sample=do_sample,
-        temperature=temperature, top_p=top_p, generator=generator, shared_prefix=shared_prefix, batch_size=batch_size,
-    )
+def score_prompts(model: Any, tokenizer: Any, prompts_ids: Sequence[Sequence[int]],
+                  **options: Any) -> list[CandidateResult]:
+    """Reason about and score each prompt (one instance's candidates): :func:`reason_and_decide`'s
+    keywords (``head``, ``max_new_tokens``, ``do_sample``, ..., ``batch_size``), one result per prompt."""
+    reasonings, _, margin, score = reason_and_decide(model, tokenizer, prompts_ids, **options)
     return [CandidateResult(r, float(s), float(m)) for r, m, s in zip(reasonings, margin.tolist(), score.tolist())]

@@ -176,6 +176,7 @@ def build_rollout(tokenizer, prompt_ids, reasonings, max_new_tokens: int, eos_id
     """Lay out prompts and ``r2bench.r2rank.inference.Reasoning`` objects as a :class:`Rollout`."""
     from r2bench.r2rank.head import answer_token_ids
     from r2bench.r2rank.inference import decision_body
+    from r2bench.r2rank.shared_prefix import pad_rows, split_prefix
 
     open_ids = answer_token_ids(tokenizer)["open"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -193,28 +194,17 @@ def build_rollout(tokenizer, prompt_ids, reasonings, max_new_tokens: int, eos_id
             dec_row.append(k + len(extras))
             extras.append((i, body + open_ids))
         dec_len.append(len(body) + len(open_ids))
-    from r2bench.r2rank.inference import common_prefix_len
-
     rows_prompt = [prompt_ids[i] for i in range(k)] + [prompt_ids[i] for i, _ in extras]
     rows_resp = responses + [seq for _, seq in extras]
-    p = common_prefix_len(rows_prompt) if len(rows_prompt) > 1 else 0
-    width = max(len(x) for x in rows_prompt)  # prefix + the widest rest of a prompt
-    rw = max(1, max(len(x) for x in rows_resp))
-    n = len(rows_prompt)
-    ids = torch.full((n, width + rw), pad, dtype=torch.long)
-    attn = torch.zeros((n, width + rw), dtype=torch.long)
-    resp_mask = torch.zeros((n, rw), dtype=torch.long)
-    for j, (prompt, x) in enumerate(zip(rows_prompt, rows_resp)):
-        ids[j, :p] = torch.tensor(prompt[:p], dtype=torch.long)
-        attn[j, :p] = 1
-        rest = prompt[p:]
-        ids[j, width - len(rest): width] = torch.tensor(rest, dtype=torch.long)
-        attn[j, width - len(rest): width] = 1
-        if x:
-            ids[j, width: width + len(x)] = torch.tensor(x, dtype=torch.long)
-            attn[j, width: width + len(x)] = 1
-            if j < k:
-                resp_mask[j, : len(x)] = 1
+    prefix, rests = split_prefix(rows_prompt)
+    p, n = len(prefix), len(rows_prompt)
+    rest_ids, rest_mask = pad_rows(rests, pad, "cpu", left=True)
+    resp_ids, resp_attn = pad_rows(rows_resp, pad, "cpu", left=False)
+    ids = torch.cat([torch.tensor([prefix], dtype=torch.long).expand(n, p), rest_ids, resp_ids], dim=1)
+    attn = torch.cat([torch.ones((n, p), dtype=torch.long), rest_mask, resp_attn], dim=1)
+    resp_mask = resp_attn.clone()
+    resp_mask[k:] = 0  # the extra decision rows are read, never trained on
+    width = p + rest_ids.shape[1]  # the prompt part: prefix + the widest rest of a prompt
     return Rollout(
         input_ids=ids.to(device), attention_mask=attn.to(device), response_mask=resp_mask.to(device),
         prompt_width=width, decision_row=torch.tensor(dec_row, device=device),

@@ -54,31 +54,12 @@ def encode_example(tokenizer, messages: list[dict[str, str]], response: str, max
     return prompt + resp, len(prompt)
 
 
-def sft_loss(model, batch: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, int]:
-    """Mean cross-entropy over the response tokens of a batch (right-padded)."""
-    dev = model.get_output_embeddings().weight.device
-    width = max(len(ids) for ids, _ in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(batch), width), dtype=torch.long)
-    target = torch.zeros((len(batch), width), dtype=torch.bool)
-    for i, (seq, p) in enumerate(batch):
-        ids[i, : len(seq)] = torch.tensor(seq)
-        attn[i, : len(seq)] = 1
-        target[i, p: len(seq)] = True
-    ids, attn, target = ids.to(dev), attn.to(dev), target.to(dev)
-    h = model.get_decoder()(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
-    pred = target[:, 1:]  # position t-1 predicts token t
-    logits = model.get_output_embeddings()(h[:, :-1][pred])
-    loss = torch.nn.functional.cross_entropy(logits.float(), ids[:, 1:][pred])
-    return loss, int(pred.sum())
-
-
 def prefix_sft_loss(model, group: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over the response tokens of examples that share a prompt prefix, and their count.
 
     ``group``: (token ids, prompt length) of examples whose prompts begin alike (one
     instance's candidates); the common prefix is encoded once
-    (``r2bench.r2rank.shared_prefix``). Same value as :func:`sft_loss` times the count.
+    (``r2bench.r2rank.shared_prefix``), which gives the same loss as running each example in full.
     """
     from r2bench.r2rank.shared_prefix import pad_rows, prefix_forward, split_prefix
 
@@ -94,6 +75,12 @@ def prefix_sft_loss(model, group: list[tuple[list[int], int]], pad_id: int) -> t
     logits = model.get_output_embeddings()(h[:, :-1][pred])
     loss = torch.nn.functional.cross_entropy(logits.float(), ids[:, 1:][pred], reduction="sum")
     return loss, int(pred.sum())
+
+
+def sft_loss(model, batch: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over the response tokens of a batch, and their count (any common prefix shared)."""
+    total, n = prefix_sft_loss(model, batch, pad_id)
+    return total / max(n, 1), n
 
 
 def run_sft(cfg: SFTConfig, data_dir: str | Path, out_dir: str | Path, seed: int = 0, resume: bool = True,

@@ -25,6 +25,10 @@ from typing import Any
 
 import torch
 
+from r2bench.r2rank.inference import _cache_kw, _new_cache, common_prefix_len, pad_rows
+
+__all__ = ["pad_rows", "prefix_forward", "split_prefix"]
+
 
 def prefix_forward(model: Any, prefix_ids: Sequence[int], ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Last-layer hidden states ``[n, W, H]`` of the rows ``ids [n, W]`` that continue ``prefix_ids``.
@@ -32,8 +36,6 @@ def prefix_forward(model: Any, prefix_ids: Sequence[int], ids: torch.Tensor, att
     ``attention_mask [n, W]`` covers the rows only (padding anywhere in a row is 0);
     an empty prefix runs the rows alone. Gradients flow when called outside ``no_grad``.
     """
-    from r2bench.r2rank.inference import _cache_kw, _new_cache
-
     decoder = model.get_decoder()
     n = ids.shape[0]
     p = len(prefix_ids)
@@ -54,21 +56,5 @@ def prefix_forward(model: Any, prefix_ids: Sequence[int], ids: torch.Tensor, att
 
 def split_prefix(seqs: Sequence[Sequence[int]]) -> tuple[list[int], list[list[int]]]:
     """(the longest common prefix of ``seqs``, each sequence's remainder); every remainder keeps >= 1 token."""
-    from r2bench.r2rank.inference import common_prefix_len
-
-    p = common_prefix_len(seqs) if len(seqs) > 1 else max(len(seqs[0]) - 1, 0) if seqs else 0
-    return list(seqs[0][:p]) if seqs else [], [list(s[p:]) for s in seqs]
-
-
-def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, device: Any, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(ids, mask)`` of token rows padded to one width, on the left or on the right."""
-    width = max(1, max((len(r) for r in rows), default=1))
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        if not r:
-            continue
-        cols = slice(width - len(r), width) if left else slice(0, len(r))
-        ids[i, cols] = torch.tensor(list(r), dtype=torch.long)
-        mask[i, cols] = 1
-    return ids.to(device), mask.to(device)
+    p = common_prefix_len(seqs)
+    return (list(seqs[0][:p]) if seqs else []), [list(s[p:]) for s in seqs]

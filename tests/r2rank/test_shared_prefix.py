@@ -52,7 +52,8 @@ def test_split_prefix_keeps_one_token_per_row():
     assert prefix == [7] and rest == [[8]]
 
 
-def test_prefix_sft_loss_equals_the_plain_batch_loss():
+def test_sft_losses_equal_each_example_run_alone():
+    """The SFT losses (shared prefix, right padding) equal a plain per-example cross-entropy."""
     from r2bench.r2rank.sft import prefix_sft_loss, sft_loss
 
     model = _tiny_llama(3)
@@ -62,7 +63,13 @@ def test_prefix_sft_loss_equals_the_plain_batch_loss():
     for n_cand, n_ans in ((4, 2), (7, 3), (2, 2)):  # prompt = context + candidate; then the answer
         prompt = context + torch.randint(1, 97, (n_cand,), generator=g).tolist()
         group.append((prompt + torch.randint(1, 97, (n_ans,), generator=g).tolist(), len(prompt)))
+    ref = 0.0
+    with torch.no_grad():
+        for seq, n_prompt in group:  # batch 1, no padding, no cache, the full LM
+            logits = model(input_ids=torch.tensor([seq])).logits[0]
+            ref += float(torch.nn.functional.cross_entropy(logits[n_prompt - 1:-1], torch.tensor(seq[n_prompt:]),
+                                                           reduction="sum"))
     total, n = prefix_sft_loss(model, group, 0)
-    mean, n_ref = sft_loss(model, group, 0)
-    assert n == n_ref == 7
-    assert torch.allclose(total / n, mean, atol=1e-5)
+    mean, n_mean = sft_loss(model, group, 0)
+    assert n == n_mean == 7
+    assert abs(float(total) - ref) < 1e-4 * abs(ref) and abs(float(mean) - ref / 7) < 1e-4 * abs(ref)
