@@ -119,3 +119,29 @@ def test_serve_local_command_starts_and_stops_the_server():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_serve_local_reports_a_crashed_server_with_its_signal():
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-m", "r2bench", "serve-local", "--port", "0", "--n-threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if re.search(r"at http://127\.0\.0\.1:\d+/v1", line):
+                break
+        children = psutil.Process(proc.pid).children()
+        assert len(children) == 1 and "llama_cpp.server" in " ".join(children[0].cmdline())
+        children[0].send_signal(signal.SIGSEGV)  # what a build for another CPU does on its first request
+        assert proc.wait(timeout=60) == 1
+        err = proc.stderr.read()
+        assert "killed by signal SIGSEGV (11)" in err and "last lines of its log" in err, err
+        assert "scripts/install_llama_cpp.sh" in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
