@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from r2bench import __version__, paths
+from r2bench import paths
 from r2bench.errors import R2BenchError, RunValidationError
+from r2bench.version import __version__
 
 SCHEMA = "r2bench.run/1"
 RUN_JSON = "run.json"

@@ -19,11 +19,12 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from r2bench import __version__, paths
+from r2bench import paths
 from r2bench.atomic import atomic_path, canonical_json, sha256_file, sha256_text, write_text
 from r2bench.data.benchmark import FILES, LATEST
 from r2bench.data.build import Built
 from r2bench.errors import R2BenchError
+from r2bench.version import __version__
 
 MANIFEST_SCHEMA = "r2bench.benchmark/1"
 ROW_GROUP_SIZE = 65_536

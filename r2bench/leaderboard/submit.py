@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from r2bench import __version__
 from r2bench.errors import R2BenchError
 from r2bench.leaderboard import safety
 from r2bench.leaderboard.board import (
@@ -16,6 +15,7 @@ from r2bench.leaderboard.board import (
 from r2bench.leaderboard.schema import (
     ENTRY_SCHEMA, PARQUET_FORMAT, STATED_METRICS, dump_entry, encode_scores, scores_file_name,
 )
+from r2bench.version import __version__
 
 #: run.json keys copied into the entry (benchmark_path is left out: it is a local path).
 RUN_KEYS = ("run_id", "method", "label", "config", "seed", "command", "git_commit", "r2bench_version",
