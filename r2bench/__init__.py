@@ -29,7 +29,7 @@ def __getattr__(name: str) -> Any:  # lazy re-exports of the stage functions
 
         return prepare
     if name == "run_method":
-        from r2bench.runs import run_method
+        from r2bench.pipeline import run_method
 
         return run_method
     if name == "evaluate_run":

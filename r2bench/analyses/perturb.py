@@ -181,6 +181,21 @@ def scored_instances(instances: pl.DataFrame, spec: dict[str, Any] | None) -> pl
     return full_history_sample(pool, smp.get("n"), int(smp.get("full_length", 20)), int(smp.get("seed", 0)))
 
 
+def select_instances(instances: pl.DataFrame, spec: dict[str, Any],
+                     limit: int | None = None) -> tuple[dict[str, Any], list[int] | None]:
+    """The instances a perturbed run scores, when not the first ``limit`` of the split.
+
+    Truncation specs with a sample score only the sample, drawn from the first
+    ``limit`` instances (all when None); the spec records that pool
+    (``sample.pool_limit``), so the same spec always names the same instances.
+    Returns ``(spec, instance_ids)``, or ``(spec, None)`` for every other spec.
+    """
+    if spec.get("kind") == "history_truncate" and spec.get("sample"):
+        spec = dict(spec, sample=dict(spec["sample"], pool_limit=limit))
+        return spec, scored_instances(instances, spec)["instance_id"].to_list()
+    return spec, None
+
+
 def perturbation_fn(spec: dict[str, Any]) -> Callable[[pl.DataFrame], pl.DataFrame]:
     """The callable form of a spec, as ``run_method(perturb=...)`` takes it."""
     if spec.get("kind") not in KINDS:

@@ -26,6 +26,11 @@ class AnalysisResult:
     figure: Path | None = None
     notes: list[str] = field(default_factory=list)  # caveats (small groups, invariance violations...)
     data: dict[str, Any] = field(default_factory=dict)  # machine-readable headline numbers
+    plot_data: Any = field(default=None, repr=False)  # what the analysis's ``draw`` needs (not written)
+
+    def display_tables(self) -> list[tuple[str, pl.DataFrame]]:
+        """The tables shown in reports; long forms (``*_long``, ``cells``) are only in the CSV files."""
+        return [(n, df) for n, df in self.tables.items() if not (n.endswith("_long") or n == "cells")]
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write every table as .csv/.md/.tex and a summary .md into ``out_dir``; returns the paths."""
@@ -51,9 +56,7 @@ class AnalysisResult:
         if self.figure is not None:
             rel = self.figure.name if image_dir is None else _relpath(self.figure, image_dir)
             parts += [f"![{self.title}]({rel})", ""]
-        for tname, df in self.tables.items():
-            if tname.endswith("_long") or tname == "cells":
-                continue  # long forms are in the .csv files
+        for tname, df in self.display_tables():
             parts += [f"**{tname.replace('_', ' ')}**", "", to_markdown(df), ""]
         for note in self.notes:
             parts += [f"> {note}", ""]

@@ -12,8 +12,8 @@ import numpy as np
 import polars as pl
 
 from r2bench.errors import RunValidationError
+from r2bench.runs import SCORE_SCHEMA
 
-SCORE_SCHEMA = {"instance_id": pl.Int64, "item_id": pl.String, "score": pl.Float64}
 _SHOW = 5
 
 
@@ -165,18 +165,3 @@ def _diagnose(scores: pl.DataFrame, instances: pl.DataFrame, pairs: pl.DataFrame
             f"item {r['item_id']!r} in instance {r['instance_id']}; instances: "
             f"{_first(stray['instance_id'].unique(maintain_order=True))}"
         )
-
-
-def long_scores(instances: pl.DataFrame, scores: np.ndarray) -> pl.DataFrame:
-    """Dense ``[n, K]`` scores aligned with ``instances["candidates"]`` -> the long form."""
-    scores = np.asarray(scores, dtype=np.float64)
-    n = instances.height
-    k = scores.shape[1] if scores.ndim == 2 else 0
-    return pl.DataFrame(
-        {
-            "instance_id": np.repeat(instances["instance_id"].to_numpy().astype(np.int64), k),
-            "item_id": instances["candidates"].explode() if n else pl.Series([], dtype=pl.String),
-            "score": scores.reshape(-1),
-        },
-        schema=SCORE_SCHEMA,
-    )

@@ -123,7 +123,9 @@ def _ensure_board(folder: Path, run: Any) -> Any:
 
 def stated_metrics(run: Any) -> dict[str, float]:
     """Mean metrics of the run as its own evaluator computed them (metrics.parquet)."""
-    metrics = run.metrics(evaluate=True)
+    from r2bench.eval.evaluate import run_metrics
+
+    metrics = run_metrics(run)
     return {m: round(float(metrics[m].mean()), 8) for m in STATED_METRICS if m in metrics.columns}
 
 

@@ -4,7 +4,7 @@ Rows are methods in groups (sanity / conventional / LLM-based / R2Rank / other),
 columns are datasets x NDCG@1/5/10; the best value of each column is bold and a
 significance marker († p<0.05, ‡ p<0.01, § p<0.001) follows the values that differ
 significantly from what they were compared with (see
-:func:`r2bench.eval.significance.compare_runs`). The CSV output is the tidy
+:func:`r2bench.report.compare.compare_runs`). The CSV output is the tidy
 comparison frame itself.
 """
 

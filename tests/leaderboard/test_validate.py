@@ -26,7 +26,7 @@ def test_stated_metrics_are_recomputed_not_copied(board_dir, lb_runs):
     board, entries, problems = check_board(board_dir)
     assert problems == [] and len(entries) == 3
     for e in entries:
-        mine = load_run(lb_runs[e.raw["run"]["method"]]).metrics().sort("instance_id")
+        mine = load_run(lb_runs[e.raw["run"]["method"]]).metrics.sort("instance_id")
         assert mine["instance_id"].to_list() == board.instance_ids.tolist()
         for m in ("ndcg@1", "ndcg@5", "ndcg@10", "mrr"):
             assert e.metrics[m] == pytest.approx(mine[m].to_numpy(), abs=1e-12)
