@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import polars as pl
 
 from r2bench.analyses.base import base_runs, check_same_benchmark
-from r2bench.analyses.result import fmt
 from r2bench.analyses.stats import mean_ci, stars, wilcoxon_p
 from r2bench.errors import R2BenchError
+from r2bench.report.render import fmt
 from r2bench.runs import Run
 
 

@@ -30,10 +30,11 @@ import polars as pl
 
 from r2bench.analyses.base import Options
 from r2bench.analyses.registry import all_analyses, get_analysis
-from r2bench.analyses.result import AnalysisResult, fmt
+from r2bench.analyses.result import AnalysisResult
 from r2bench.analyses.suite import analyze_runs
 from r2bench.atomic import write_json, write_text
 from r2bench.errors import R2BenchError
+from r2bench.report.render import frame_to_html, frame_to_markdown
 from r2bench.runs import Run, label_runs, load_run
 
 log = logging.getLogger(__name__)
@@ -125,19 +126,11 @@ def run_study(dataset: str, methods: Sequence[str], out: str | Path, *, limit: i
 
 
 def write_markdown(path: Path, title: str, intro: str, overall: pl.DataFrame, results: Sequence[AnalysisResult]) -> Path:
-    from r2bench.analyses.result import to_markdown
-
-    parts = [f"# {title}", "", intro, "", "## Overall (test, mean [95% CI])", "", to_markdown(overall), ""]
+    parts = [f"# {title}", "", intro, "", "## Overall (test, mean [95% CI])", "", frame_to_markdown(overall), ""]
     for res in results:
         parts.append(res.markdown(image_dir=path.parent))
     write_text(path, "\n".join(parts) + "\n")
     return path
-
-
-def _html_table(df: pl.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in row) + "</tr>" for row in df.iter_rows())
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _inline_md(text: str) -> str:
@@ -159,14 +152,14 @@ def result_html(res: AnalysisResult) -> str:
         data = base64.b64encode(Path(res.figure).read_bytes()).decode()
         parts.append(f'<img alt="{html.escape(res.title)}" src="data:image/png;base64,{data}">')
     for tname, df in res.display_tables():
-        parts += [f"<h4>{html.escape(tname.replace('_', ' '))}</h4>", _html_table(df)]
+        parts += [f"<h4>{html.escape(tname.replace('_', ' '))}</h4>", frame_to_html(df)]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in res.notes]
     return "\n".join(parts)
 
 
 def write_html(path: Path, title: str, intro: str, overall: pl.DataFrame, results: Sequence[AnalysisResult]) -> Path:
     body = [f"<h1>{html.escape(title)}</h1>", f"<p>{_inline_md(intro)}</p>", "<h2>Overall (test, mean [95% CI])</h2>",
-            _html_table(overall)]
+            frame_to_html(overall)]
     body += [result_html(r) for r in results]
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")

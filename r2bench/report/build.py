@@ -21,6 +21,7 @@ import polars as pl
 from r2bench.errors import R2BenchError
 from r2bench.report import tables as T
 from r2bench.report.compare import TABLE_METRICS, CompareOptions, compare_runs
+from r2bench.report.render import frame_to_html, frame_to_latex, frame_to_markdown, tex_escape
 from r2bench.runs import run_labels
 
 FORMATS = ("md", "latex", "html", "csv")
@@ -99,7 +100,7 @@ def _section_md(s: Section, rel: Path) -> str:
     if s.text:
         parts.append(s.text)
     if isinstance(s.table, pl.DataFrame):
-        parts.append(T.frame_to_markdown(s.table))
+        parts.append(frame_to_markdown(s.table))
     elif isinstance(s.table, str):
         parts.append(s.table)
     for img in s.images:
@@ -115,11 +116,11 @@ def _relpath(p: Path, base: Path) -> str:
 
 
 def _section_tex(s: Section) -> str:
-    parts = [rf"\section*{{{T.tex_escape(s.title)}}}"]
+    parts = [rf"\section*{{{tex_escape(s.title)}}}"]
     if s.text:
-        parts.append(T.tex_escape(s.text))
+        parts.append(tex_escape(s.text))
     if isinstance(s.table, pl.DataFrame):
-        parts.append(T.frame_to_latex(s.table))
+        parts.append(frame_to_latex(s.table, floating=False))
     elif isinstance(s.table, str):
         parts.append(r"\begin{verbatim}" + "\n" + s.table + "\n" + r"\end{verbatim}")
     for img in s.images:
@@ -137,7 +138,7 @@ def _section_html(s: Section) -> str:
     if s.text:
         parts.append(f"<p>{_html.escape(s.text)}</p>")
     if isinstance(s.table, pl.DataFrame):
-        parts.append(T.frame_to_html(s.table))
+        parts.append(frame_to_html(s.table))
     elif isinstance(s.table, str):
         parts.append(f"<pre>{_html.escape(s.table)}</pre>")
     parts += [_img_tag(p) for p in s.images]
