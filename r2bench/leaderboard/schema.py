@@ -28,7 +28,7 @@ file name is always derived from the slug, never taken from the entry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,34 @@ CARD_FIELDS: dict[str, tuple[bool, str]] = {
 }
 TOP_FIELDS = ("schema_version", "slug", "method_card", "benchmark", "r2bench_version",
               "submitted_at", "run", "stated_metrics", "scores")
+
+
+@dataclass
+class Entry:
+    """A parsed entry (filled by ``validate.check_entry``); ``metrics`` (per instance, board order) is set only when the scores are valid."""
+
+    path: Path
+    raw: dict[str, Any]
+    scores: pl.DataFrame | None = None
+    metrics: dict[str, np.ndarray] | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def slug(self) -> str:
+        return str(self.raw.get("slug", self.path.stem))
+
+    @property
+    def card(self) -> dict[str, Any]:
+        card = self.raw.get("method_card")
+        return card if isinstance(card, dict) else {}
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name", self.slug))
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.metrics is not None
 
 
 def scores_file_name(slug: str) -> str:

@@ -200,7 +200,7 @@ def submit_run(
     if big is None and side.exists():
         side.unlink()  # a replaced entry that used to be large
     if render:
-        from r2bench.leaderboard.render import render_all
+        from r2bench.leaderboard.publish import render_all
 
         render_all(Path(root))
     return entry_path

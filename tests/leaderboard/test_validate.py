@@ -246,7 +246,7 @@ def test_repository_boards_are_valid():
     if not any(root.glob("*/board.json")):
         pytest.skip("no boards in the repository yet")
     assert validate_tree(root) == []
-    from r2bench.leaderboard.render import render_all
+    from r2bench.leaderboard.publish import render_all
 
     assert render_all(root, check=True) == []  # the committed README.md files match their entries
 
