@@ -65,6 +65,7 @@ class Analysis:
     paper: str  # where the paper shows it ("Figure 3", "Table 7", "-")
     compute: Compute
     #: ``draw(result, png_path) -> png_path`` from what ``compute`` left in ``result.plot_data``
+    #: (usually :func:`plot_with`)
     draw: Callable[["AnalysisResult", Path], Path] | None = None
     #: the unperturbed run per method it needs: "base" (scored on --base-limit instances),
     #: "limit" (on --limit instances, like the perturbed runs) or None
@@ -88,6 +89,16 @@ class Analysis:
 
 
 # --- helpers the analyses share --------------------------------------------------------
+
+def plot_with(figure: Callable[..., Path]) -> Callable[["AnalysisResult", Path], Path]:
+    """A ``draw`` that calls ``figure(path=png_path, **result.plot_data)``: ``compute`` leaves the
+    figure's keyword arguments in ``plot_data``."""
+
+    def draw(result: "AnalysisResult", path: Path) -> Path:
+        return figure(path=path, **result.plot_data)
+
+    return draw
+
 
 def base_runs(runs: "Sequence[Run]") -> "list[Run]":
     """Runs that are neither perturbed nor cross-dataset (the in-domain originals)."""

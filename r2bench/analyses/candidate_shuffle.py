@@ -9,12 +9,12 @@ order's (relative tolerance 1e-6). Methods that declare themselves pointwise
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import polars as pl
 
 from r2bench.analyses import perturb as P
-from r2bench.analyses.base import Analysis, has_kind
+from r2bench.analyses import plots
+from r2bench.analyses.base import Analysis, has_kind, plot_with
 from r2bench.analyses.pairing import RTOL, aligned, by_label, declared_pointwise, originals_by_label, score_difference
 from r2bench.analyses.result import AnalysisResult
 from r2bench.analyses.stats import mean_ci, wilcoxon_p
@@ -52,20 +52,13 @@ def candidate_shuffle(runs: Sequence[Run], metric: str = "ndcg@10", seed: int = 
             f"{metric.upper()} is shown for the original and the shuffled order with a paired Wilcoxon test.")
     return AnalysisResult("candidate-shuffle", "Candidate shuffling (permutation invariance)", {"invariance": table},
                           text, notes=notes, data={"invariant": {r["method"]: r["permutation_invariant"] for r in rows}},
-                          plot_data=(bars, metric))
-
-
-def _draw(res: AnalysisResult, path: Path) -> Path:
-    from r2bench.analyses import plots
-
-    bars, metric = res.plot_data
-    return plots.candidate_shuffle_figure(bars, metric, path)
+                          plot_data={"bars": bars, "metric": metric})
 
 
 ANALYSIS = Analysis(
     name="candidate-shuffle", title="Candidate shuffling (permutation invariance)", paper="-",
     compute=lambda runs, opts, skipped: candidate_shuffle(runs, opts.metric, seed=opts.seed),
-    draw=_draw,
+    draw=plot_with(plots.candidate_shuffle_figure),
     original="limit",
     perturbations=lambda opts, bench: [P.candidate_shuffle_spec(opts.seed + i)
                                        for i in range(opts.n_candidate_shuffles)],

@@ -10,12 +10,11 @@ the best overall) over each other method per bin, with a paired Wilcoxon test.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import polars as pl
 
-from r2bench.analyses import strata
-from r2bench.analyses.base import Analysis, one_benchmark_originals
+from r2bench.analyses import plots, strata
+from r2bench.analyses.base import Analysis, one_benchmark_originals, plot_with
 from r2bench.analyses.result import AnalysisResult
 from r2bench.analyses.stratified import improvements, instances_for, originals, per_group, pick_reference, wide
 from r2bench.runs import Run
@@ -53,21 +52,15 @@ def cold_start(runs: Sequence[Run], metric: str = "ndcg@10", n_bins: int = 4,
     )
     return AnalysisResult("cold-start", "Item cold-start", tables, summary, notes=notes,
                           data={"reference": ref, "share_never_seen": never, "n_instances": inst.height},
-                          plot_data=(long_bins, long_fixed, imp, ref, metric))
-
-
-def _draw(res: AnalysisResult, path: Path) -> Path:
-    from r2bench.analyses import plots
-
-    long_bins, long_fixed, imp, ref, metric = res.plot_data
-    return plots.cold_start_figure(long_bins, long_fixed, imp, ref, metric, path)
+                          plot_data={"long_bins": long_bins, "long_fixed": long_fixed, "imp": imp, "ref": ref,
+                                     "metric": metric})
 
 
 ANALYSIS = Analysis(
     name="cold-start", title="Item cold-start", paper="Figure 3",
     compute=lambda runs, opts, skipped: cold_start(runs, opts.metric, opts.n_bins, opts.fixed_edges, opts.reference,
                                                    seed=opts.seed),
-    draw=_draw,
+    draw=plot_with(plots.cold_start_figure),
     original="base",
     applies=one_benchmark_originals,
 )

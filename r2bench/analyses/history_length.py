@@ -8,12 +8,11 @@ items by default, :func:`r2bench.analyses.strata.history_length_groups`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import polars as pl
 
-from r2bench.analyses import strata
-from r2bench.analyses.base import Analysis, one_benchmark_originals
+from r2bench.analyses import plots, strata
+from r2bench.analyses.base import Analysis, one_benchmark_originals, plot_with
 from r2bench.analyses.result import AnalysisResult
 from r2bench.analyses.stratified import instances_for, originals, per_group, wide
 from r2bench.runs import Run
@@ -34,21 +33,15 @@ def history_length(runs: Sequence[Run], metric: str = "ndcg@10",
     summary = (f"{metric.upper()} (mean and 95% bootstrap CI) by the number of history items, "
                f"on {inst.height} test instances.")
     return AnalysisResult("history-length", "History length", tables, summary, notes=notes,
-                          data={"n_instances": inst.height}, plot_data=(long, metric))
-
-
-def _draw(res: AnalysisResult, path: Path) -> Path:
-    from r2bench.analyses import plots
-
-    long, metric = res.plot_data
-    return plots.groups_line_figure(long, metric, "history length (items)",
-                                    "Recommendation quality by user history length", path)
+                          data={"n_instances": inst.height},
+                          plot_data={"long": long, "metric": metric, "xlabel": "history length (items)",
+                                     "title": "Recommendation quality by user history length"})
 
 
 ANALYSIS = Analysis(
     name="history-length", title="History length", paper="Figure 4a",
     compute=lambda runs, opts, skipped: history_length(runs, opts.metric, opts.length_edges, seed=opts.seed),
-    draw=_draw,
+    draw=plot_with(plots.groups_line_figure),
     original="base",
     applies=one_benchmark_originals,
 )

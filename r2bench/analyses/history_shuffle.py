@@ -9,13 +9,13 @@ stayed the same under every permutation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from r2bench.analyses import perturb as P
-from r2bench.analyses.base import Analysis, has_kind
+from r2bench.analyses import plots
+from r2bench.analyses.base import Analysis, has_kind, plot_with
 from r2bench.analyses.pairing import aligned, by_label, originals_by_label, score_difference
 from r2bench.analyses.result import AnalysisResult
 from r2bench.errors import R2BenchError
@@ -55,20 +55,14 @@ def history_shuffle(runs: Sequence[Run], metric: str = "ndcg@10") -> AnalysisRes
             f"are over the permutations' mean {metric.upper()}; Original Avg uses the chronological history on the "
             f"same instances. `scores_unchanged` says whether every candidate's score stayed the same under every permutation.")
     return AnalysisResult("history-shuffle", "History order shuffling", {"shuffle": table}, text, notes=notes,
-                          data={"std": {r["method"]: r["std"] for r in rows}}, plot_data=(points, metric))
-
-
-def _draw(res: AnalysisResult, path: Path) -> Path:
-    from r2bench.analyses import plots
-
-    points, metric = res.plot_data
-    return plots.history_shuffle_figure(points, metric, path)
+                          data={"std": {r["method"]: r["std"] for r in rows}},
+                          plot_data={"points": points, "metric": metric})
 
 
 ANALYSIS = Analysis(
     name="history-shuffle", title="History order shuffling", paper="Table 7",
     compute=lambda runs, opts, skipped: history_shuffle(runs, opts.metric),
-    draw=_draw,
+    draw=plot_with(plots.history_shuffle_figure),
     original="limit",
     perturbations=lambda opts, bench: [P.history_shuffle_spec(opts.seed + i) for i in range(opts.n_shuffles)],
     applies=has_kind("history_shuffle"),

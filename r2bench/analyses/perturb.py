@@ -169,8 +169,8 @@ def scored_instances(instances: pl.DataFrame, spec: dict[str, Any] | None) -> pl
     """The instances a run with this perturbation scored, from the split's instances.
 
     The identity, except for truncation specs with a sample: their runs score only the
-    sample, drawn from the first ``sample.pool_limit`` instances (all when null). An
-    evaluator re-checking such a run from disk uses this to know which instances to expect.
+    sample, drawn from the first ``sample.pool_limit`` instances (all when null). The run
+    records the ids it scored (``scored_instance_ids``), so the evaluator does not need this.
     """
     smp = (spec or {}).get("sample") if (spec or {}).get("kind") == "history_truncate" else None
     if not smp:

@@ -14,13 +14,13 @@ reported loudly.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from r2bench.analyses import perturb as P
-from r2bench.analyses.base import Analysis, has_kind
+from r2bench.analyses import plots
+from r2bench.analyses.base import Analysis, has_kind, plot_with
 from r2bench.analyses.pairing import aligned, by_label, declared_pointwise, score_difference
 from r2bench.analyses.result import AnalysisResult
 from r2bench.analyses.stats import friedman_p, mean_ci, wilcoxon_p
@@ -77,20 +77,13 @@ def position_bias(runs: Sequence[Run], seed: int = 0) -> AnalysisResult:
                           text, notes=notes,
                           data={"sensitivity": sensitivity,
                                 "invariant": {r["method"]: r["permutation_invariant"] for r in summary_rows}},
-                          plot_data=(dists, sensitivity))
-
-
-def _draw(res: AnalysisResult, path: Path) -> Path:
-    from r2bench.analyses import plots
-
-    dists, sensitivity = res.plot_data
-    return plots.position_figure(dists, path, sensitivity)
+                          plot_data={"dists": dists, "sensitivity": sensitivity})
 
 
 ANALYSIS = Analysis(
     name="position", title="Candidate position bias", paper="Figure 5",
     compute=lambda runs, opts, skipped: position_bias(runs, seed=opts.seed),
-    draw=_draw,
+    draw=plot_with(plots.position_figure),
     original=None,
     perturbations=lambda opts, bench: [P.target_position_spec(p) for p in opts.positions],
     applies=has_kind("target_position"),

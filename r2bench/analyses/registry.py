@@ -26,7 +26,8 @@ _R("history-length", "r2bench.analyses.history_length:ANALYSIS", "quality by the
 _R("position", "r2bench.analyses.position:ANALYSIS", "the target moved through the candidate list: position bias")
 _R("history-shuffle", "r2bench.analyses.history_shuffle:ANALYSIS", "seeded permutations of every history")
 _R("truncation", "r2bench.analyses.truncation:ANALYSIS", "only the k most recent history items kept")
-_R("candidate-shuffle", "r2bench.analyses.candidate_shuffle:ANALYSIS", "candidate lists shuffled: permutation invariance")
+_R("candidate-shuffle", "r2bench.analyses.candidate_shuffle:ANALYSIS",
+   "candidate lists shuffled: permutation invariance")
 _R("transfer", "r2bench.analyses.transfer:ANALYSIS", "fit on one dataset, score another: the transfer matrix")
 del _R
 

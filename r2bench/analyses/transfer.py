@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from r2bench.analyses.base import Analysis, Options
+from r2bench.analyses import plots
+from r2bench.analyses.base import Analysis, Options, plot_with
 from r2bench.analyses.result import AnalysisResult
 from r2bench.analyses.stats import mean_ci
 from r2bench.errors import R2BenchError
@@ -79,7 +80,8 @@ def transfer_matrix(runs: Sequence[Run], metric: str = "ndcg@10", skipped: Seque
     tables["cells"] = long
     text = (f"{metric.upper()} of each method fitted on one benchmark (rows) and scoring another (columns) without "
             f"further training; the diagonal is in-domain. Empty cells were not run (the reason is listed).")
-    return AnalysisResult("transfer", "Cross-dataset transfer", tables, text, notes=notes, plot_data=(matrices, metric))
+    return AnalysisResult("transfer", "Cross-dataset transfer", tables, text, notes=notes,
+                          plot_data={"matrices": matrices, "metric": metric})
 
 
 def make_transfer_runs(methods: Sequence[Any], datasets: Sequence[Any], opts: Options, out: Path,
@@ -114,17 +116,10 @@ def make_transfer_runs(methods: Sequence[Any], datasets: Sequence[Any], opts: Op
     return paths, skipped
 
 
-def _draw(res: AnalysisResult, path: Path) -> Path:
-    from r2bench.analyses import plots
-
-    matrices, metric = res.plot_data
-    return plots.transfer_figure(matrices, metric, path)
-
-
 ANALYSIS = Analysis(
     name="transfer", title="Cross-dataset transfer", paper="Table 6",
     compute=lambda runs, opts, skipped: transfer_matrix(runs, opts.metric, skipped=skipped, seed=opts.seed),
-    draw=_draw,
+    draw=plot_with(plots.transfer_figure),
     original=None,
     applies=lambda runs: any(r.train_on for r in runs),
     make_runs=make_transfer_runs,

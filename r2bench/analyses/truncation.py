@@ -9,12 +9,12 @@ is measured on the same instances.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import polars as pl
 
 from r2bench.analyses import perturb as P
-from r2bench.analyses.base import Analysis, full_length_for, has_kind
+from r2bench.analyses import plots
+from r2bench.analyses.base import Analysis, full_length_for, has_kind, plot_with
 from r2bench.analyses.pairing import aligned, by_label, score_difference
 from r2bench.analyses.result import AnalysisResult
 from r2bench.analyses.stats import mean_ci, wilcoxon_p
@@ -53,21 +53,14 @@ def history_truncation(runs: Sequence[Run], metric: str = "ndcg@10", seed: int =
             f"has full length (sample: {smp}); {metric.upper()} mean and 95% bootstrap CI per k, and the change "
             f"against the longest k (paired Wilcoxon).")
     return AnalysisResult("truncation", "History truncation", {"truncation": table}, text, notes=notes,
-                          plot_data=(long, metric))
-
-
-def _draw(res: AnalysisResult, path: Path) -> Path:
-    from r2bench.analyses import plots
-
-    long, metric = res.plot_data
-    return plots.groups_line_figure(long, metric, "most recent history items kept (k)",
-                                    "Recommendation quality vs history kept", path, numeric_x=True)
+                          plot_data={"long": long, "metric": metric, "xlabel": "most recent history items kept (k)",
+                                     "title": "Recommendation quality vs history kept", "numeric_x": True})
 
 
 ANALYSIS = Analysis(
     name="truncation", title="History truncation", paper="Figure 4b",
     compute=lambda runs, opts, skipped: history_truncation(runs, opts.metric, seed=opts.seed),
-    draw=_draw,
+    draw=plot_with(plots.groups_line_figure),
     original=None,
     perturbations=lambda opts, bench: [P.history_truncate_spec(k, opts.sample_n, full_length_for(bench, opts), opts.seed)
                                        for k in sorted(opts.ks)],
