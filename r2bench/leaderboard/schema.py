@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from r2bench.eval.validate import first_few
+
 ENTRY_SCHEMA = "r2bench.leaderboard.entry/1"
 INLINE_FORMAT = "inline/1"
 PARQUET_FORMAT = "parquet/1"
@@ -177,11 +179,6 @@ def decode_scores(scores: Any, entry_path: Path, slug: str) -> tuple[EntryScores
         schema={"instance_id": pl.Int64, "item_id": pl.String, "score": pl.Float64},
     )
     return EntryScores(frame), problems
-
-
-def first_few(values: list, n: int = 5) -> str:
-    more = f" (and {len(values) - n} more)" if len(values) > n else ""
-    return ", ".join(str(v) for v in values[:n]) + more
 
 
 def scores_fingerprint(long: pl.DataFrame) -> str:
