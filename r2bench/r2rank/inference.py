@@ -45,8 +45,8 @@ from typing import Any
 
 import torch
 
+from r2bench.answer import ANSWER_CLOSE, ANSWER_OPEN, parse_decision
 from r2bench.r2rank.head import answer_token_ids
-from r2bench.r2rank.prompts import ANSWER_CLOSE, ANSWER_OPEN, parse_decision
 
 
 @dataclass

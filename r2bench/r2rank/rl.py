@@ -42,6 +42,7 @@ from r2bench.r2rank import plackett_luce as pl
 from r2bench.r2rank.ppo import Rollout, chat_prompt_ids, policy_forward, ppo_loss, sample_rollout
 from r2bench.r2rank.prompts import instance_prompt
 from r2bench.r2rank.train_config import RLConfig
+from r2bench.stablehash import hash_seed
 
 log = logging.getLogger(__name__)
 
@@ -294,14 +295,6 @@ def fresh_head(hidden_size: int, inner_size: int, device=None):
         head.net[-1].weight.zero_()
         head.net[-1].bias.zero_()
     return head.to(device) if device is not None else head
-
-
-def hash_seed(*parts: int) -> int:
-    """A stable 63-bit seed from integers (never Python's salted hash())."""
-    import hashlib
-
-    h = hashlib.blake2b(repr(tuple(int(p) for p in parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") & ((1 << 63) - 1)
 
 
 

@@ -34,7 +34,8 @@ def small_bench(tmp_path_factory):
 
 
 def _run(method, bench_path, srv, tmp_path, limit, **overrides):
-    from r2bench.runs import load_run, run_method
+    from r2bench.pipeline import run_method
+    from r2bench.runs import load_run
 
     ov = {"base_url": srv.base_url, "model": srv.alias, "cache_path": str(tmp_path / "cache.sqlite"),
           "timeout_s": 600, "max_retries": 1, "concurrency": 2}
@@ -60,7 +61,7 @@ def test_listwise_against_llama_cpp(llama_server, small_bench, tmp_path):
     resp = run.table("responses")
     assert resp.height == 1 and set(resp["finish_reason"]) <= {"stop", "length"}
     assert resp["answer"].null_count() == 0
-    assert run.has_metrics() and 0.0 <= run.metrics()["ndcg@10"].mean() <= 1.0
+    assert run.has_metrics() and 0.0 <= run.metrics["ndcg@10"].mean() <= 1.0
     # a re-run is answered by the cache: same answers, nothing sent
     again = _run("llm-listwise", small_bench, llama_server, tmp_path, limit=1, max_tokens=32)
     cached_ok = int(resp["ok"].sum())
