@@ -279,6 +279,9 @@ class LLMClient:
             if k not in by_key and k not in todo:
                 todo[k] = r
         if todo:
+            for name in ("httpx", "httpx2"):  # one INFO line per request would bury the progress bar
+                if logging.getLogger(name).level == logging.NOTSET:
+                    logging.getLogger(name).setLevel(logging.WARNING)
             oc = openai.AsyncOpenAI(
                 base_url=self.config.base_url,
                 api_key=resolve_api_key(self.config),
