@@ -22,6 +22,15 @@ def _instance(tok, items, k=0):
     return ip.all_messages(), I.encode_prompts(tok, ip.all_messages())
 
 
+def _setup(tok, items):
+    """A seeded tiny model, a small head, three instances (messages, prompt ids) and their ids."""
+    model = _build_model(len(tok), seed=3)
+    torch.manual_seed(5)
+    head = ScoringHead(model.config.hidden_size, inner_size=16).eval()
+    insts = [_instance(tok, items, k) for k in range(3)]
+    return model, head, insts, [x[1] for x in insts]
+
+
 TEXTS = [  # what a server might return (the stop string dropped): finished, unfinished, no decision
     "#Initial reasoning: the user likes Drama and Heat (1995) is Action. <answer>Not Recommend",
     "#Initial reasoning: Fargo (1996) matches the Crime films in the history. #Self-check",
@@ -35,11 +44,7 @@ def test_same_reasoning_text_gives_the_hf_score(tiny_tokenizer, items):
     """The openai path (text re-tokenized, several instances, shared prefix, one prefill) gives the score an
     independent hf recomputation gives for the same text: the full prompt + the text's tokens + ``<answer>``."""
     tok = tiny_tokenizer
-    model = _build_model(len(tok), seed=3)
-    torch.manual_seed(5)
-    head = ScoringHead(model.config.hidden_size, inner_size=16).eval()
-    insts = [_instance(tok, items, k) for k in range(3)]
-    ids = [x[1] for x in insts]
+    model, head, insts, ids = _setup(tok, items)
     remote = []
     for k, (msgs, pids) in enumerate(insts):
         rs = []
@@ -66,11 +71,7 @@ def test_server_token_ids_give_the_hf_generation_scores(tiny_tokenizer, items):
     """With the generated ids returned by the server (vLLM's return_tokens_as_token_ids), the openai path
     reproduces generator=hf exactly, whatever the tokenizer would make of the text."""
     tok = tiny_tokenizer
-    model = _build_model(len(tok), seed=3)
-    torch.manual_seed(5)
-    head = ScoringHead(model.config.hidden_size, inner_size=16).eval()
-    insts = [_instance(tok, items, k) for k in range(3)]
-    ids = [x[1] for x in insts]
+    model, head, insts, ids = _setup(tok, items)
     hf = I.reason_and_decide_instances(model, tok, ids, head=head, max_new_tokens=12)
     remote = []
     for (msgs, pids), (reasonings, *_) in zip(insts, hf):
