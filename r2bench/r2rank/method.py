@@ -165,10 +165,10 @@ class R2RankMethod(BaseMethod):
             work = f"{n} reasonings of up to {c.max_reasoning_tokens} tokens ({n * c.max_reasoning_tokens:,} tokens to generate)"
         log.info("r2rank: %d instances x %d candidates = %s; prompts of about %d tokens, on %s",
                  n_inst, k, work, prompt_tokens, dev)
-        if dev.type == "cpu" and c.generator == "hf" and not c.no_cot and n * c.max_reasoning_tokens > 20_000:
-            log.info("r2rank: on a CPU that is slow (SmolLM2-135M decodes 20 rows at about 1-3 steps/s here); "
-                     "see the README's 'R2Rank on a CPU' settings (--limit, max_reasoning_tokens=8, threads=1) "
-                     "or use generator=openai with a served model")
+        if dev.type == "cpu" and c.generator == "hf" and not c.no_cot:
+            log.info("r2rank: generating on a CPU is slow (SmolLM2-135M: about 1-3 decoding steps/s for 20 rows on "
+                     "2 cores); the README's 'R2Rank on a CPU' settings keep it practical (--limit N, "
+                     "--set max_reasoning_tokens=8, --set threads=1); an estimate follows the first instance")
 
     def score(self, benchmark: Any, instances: pl.DataFrame) -> np.ndarray:
         import torch
