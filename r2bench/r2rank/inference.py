@@ -125,6 +125,20 @@ def _pick(logits: torch.Tensor, do_sample: bool, temperature: float, top_p: floa
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def _closing_filter(tokenizer: Any) -> Callable[[int], bool]:
+    """Whether a new token can complete ``</answer>``: its piece must hold the tag's last character ``>``
+    (also true of byte tokens such as ``<0x3E>``), so most steps skip decoding the row's tail."""
+    memo: dict[int, bool] = {}
+
+    def may_close(tok: int) -> bool:
+        if tok not in memo:
+            piece = tokenizer.convert_ids_to_tokens(int(tok))
+            memo[tok] = piece is None or ">" in str(piece)
+        return memo[tok]
+
+    return may_close
+
+
 def eos_ids(model: Any, tokenizer: Any) -> set[int]:
     ids: set[int] = set()
     for src in (getattr(model, "generation_config", None), model.config, tokenizer):
@@ -167,6 +181,7 @@ def _generate(
     finished = [False] * n
     done = [max_new_tokens <= 0] * n
     unit = n / (max(max_new_tokens, 0) + 1)  # progress credit per decoding step (the decision is the last unit)
+    may_close = _closing_filter(tokenizer)
     for step in range(max(max_new_tokens, 0)):
         nxt = _pick(lm_head(hidden), do_sample, temperature, top_p, generator).tolist()
         if progress is not None:
@@ -179,7 +194,7 @@ def _generate(
                 done[row] = True
                 continue
             gen[row].append(tok)
-            if ANSWER_CLOSE in tokenizer.decode(gen[row][-16:], skip_special_tokens=False):
+            if may_close(tok) and ANSWER_CLOSE in tokenizer.decode(gen[row][-16:], skip_special_tokens=False):
                 finished[row] = done[row] = True
         if all(done) or step == max_new_tokens - 1:
             break
