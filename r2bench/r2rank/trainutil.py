@@ -73,7 +73,9 @@ class DistContext:
     def all_reduce_sum(self, x: float) -> float:
         if self.world_size == 1:
             return x
-        t = torch.tensor([x], dtype=torch.float64)
+        # NCCL reduces CUDA tensors only; gloo takes CPU ones
+        dev = self.device() if torch.distributed.get_backend() == "nccl" else "cpu"
+        t = torch.tensor([x], dtype=torch.float64, device=dev)
         torch.distributed.all_reduce(t)
         return float(t.item())
 
