@@ -39,9 +39,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from r2bench.answer import ANSWER_CLOSE, ANSWER_OPEN, parse_decision
 from r2bench.llm.usage import CallResult
 from r2bench.r2rank.inference import Reasoning
-from r2bench.answer import ANSWER_CLOSE, ANSWER_OPEN, parse_decision
 
 TOKEN_ID_PREFIX = "token_id:"
 
