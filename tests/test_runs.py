@@ -44,11 +44,14 @@ def test_run_ids_are_unique(tiny_benchmark, tmp_path):
     assert not (a / "metrics.parquet").exists()
 
 
-def test_load_run_by_id_under_runs_dir(tiny_benchmark):
+def test_load_run_by_id_under_runs_dir(tiny_benchmark, tmp_path):
     path = run_method("random", tiny_benchmark.path)  # default: $R2BENCH_RUNS (set by conftest)
     assert load_run(path.name).path.resolve() == path.resolve()
-    with pytest.raises(R2BenchError, match="not a run folder"):
+    with pytest.raises(R2BenchError, match="no such run: no-such-run is neither a folder nor a run id under"):
         load_run("no-such-run")
+    (tmp_path / "not-a-run").mkdir()
+    with pytest.raises(R2BenchError, match="not a run folder"):
+        load_run(tmp_path / "not-a-run")
 
 
 def test_limit_and_random_is_stable_under_limit(tiny_benchmark, tmp_path):

@@ -15,7 +15,7 @@ import polars as pl
 
 from r2bench.analyses import perturb as P
 from r2bench.analyses import plots
-from r2bench.analyses.base import Analysis, has_kind, plot_with
+from r2bench.analyses.base import Analysis, has_kind, methods_of, plot_with
 from r2bench.analyses.pairing import aligned, by_label, originals_by_label, score_difference
 from r2bench.analyses.result import AnalysisResult
 from r2bench.errors import R2BenchError
@@ -56,7 +56,7 @@ def history_shuffle(runs: Sequence[Run], metric: str = "ndcg@10") -> AnalysisRes
             f"same instances. `scores_unchanged` says whether every candidate's score stayed the same under every permutation.")
     return AnalysisResult("history-shuffle", "History order shuffling", {"shuffle": table}, text, notes=notes,
                           data={"std": {r["method"]: r["std"] for r in rows}},
-                          plot_data={"points": points, "metric": metric})
+                          plot_data={"points": points, "metric": metric, "method_of": methods_of(runs)})
 
 
 ANALYSIS = Analysis(

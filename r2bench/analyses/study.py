@@ -31,11 +31,11 @@ import polars as pl
 from r2bench.analyses.base import Options
 from r2bench.analyses.registry import all_analyses, get_analysis
 from r2bench.analyses.result import AnalysisResult
-from r2bench.analyses.suite import analyze_runs
+from r2bench.analyses.suite import analyze_selection, select
 from r2bench.atomic import write_json, write_text
 from r2bench.errors import R2BenchError
 from r2bench.report.render import frame_to_html, frame_to_markdown
-from r2bench.runs import Run, label_runs, load_run
+from r2bench.runs import Run, load_run
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +96,20 @@ def run_study(dataset: str, methods: Sequence[str], out: str | Path, *, limit: i
             except R2BenchError as exc:  # e.g. no full-length history on a small benchmark
                 log.warning("%s: %s skipped: %s", method, spec, exc)
         timings[method] = round(time.perf_counter() - t0, 2)
-    all_runs = label_runs(originals + perturbed, "analysis")
+    sel = select(originals + perturbed)
+    all_runs = sel.runs
     results: list[AnalysisResult] = []
     t_an = time.perf_counter()
     for name in analyses:
         try:
-            results.append(analyze_runs(name, all_runs, an_dir, opts))
-            results[-1].write(an_dir)
+            for res in analyze_selection(name, sel, an_dir, opts):
+                res.write(res.folder or an_dir)
+                results.append(res)
         except R2BenchError as exc:
             results.append(AnalysisResult(name, name, summary=f"Not available: {exc}"))
     timings["analyses"] = round(time.perf_counter() - t_an, 2)
     timings["total"] = round(time.perf_counter() - t_start, 2)
-    overall = overall_table(originals, opts.seed)
+    overall = overall_table([r for r in all_runs if r.perturbation is None], opts.seed)
     meta = {
         "dataset": bench.name, "fingerprint": bench.fingerprint, "methods": list(methods), "limit": limit,
         "base_limit": base_limit, "analyses": list(analyses), "options": asdict(opts), "timings_s": timings,

@@ -14,7 +14,7 @@ import polars as pl
 
 from r2bench.analyses import perturb as P
 from r2bench.analyses import plots
-from r2bench.analyses.base import Analysis, full_length_for, has_kind, plot_with
+from r2bench.analyses.base import Analysis, full_length_for, has_kind, methods_of, plot_with
 from r2bench.analyses.pairing import aligned, by_label, score_difference
 from r2bench.analyses.result import AnalysisResult
 from r2bench.analyses.stats import mean_ci, wilcoxon_p
@@ -54,7 +54,8 @@ def history_truncation(runs: Sequence[Run], metric: str = "ndcg@10", seed: int =
             f"against the longest k (paired Wilcoxon).")
     return AnalysisResult("truncation", "History truncation", {"truncation": table}, text, notes=notes,
                           plot_data={"long": long, "metric": metric, "xlabel": "most recent history items kept (k)",
-                                     "title": "Recommendation quality vs history kept", "numeric_x": True})
+                                     "title": "Recommendation quality vs history kept", "numeric_x": True,
+                                     "method_of": methods_of(runs)})
 
 
 ANALYSIS = Analysis(

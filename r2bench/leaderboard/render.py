@@ -179,8 +179,33 @@ def render_html(board: Board, ranked: list[Ranked], plot_png_b64: str | None) ->
     return head + "\n".join(body) + "\n</body></html>\n"
 
 
+def plot_figure(names: list[str], means, lo_err, hi_err, title: str, methods: list[str] | None = None):
+    """Horizontal bars of NDCG@10 with 95% CIs, the leader on top; each bar in its method's
+    report colour (:mod:`r2bench.report.style`), names wrapped, the figure as tall as the board."""
+    from r2bench.report import style as S
+
+    n = len(names)
+    width = 7.5
+    head = S.title_lines(title, width)
+    fig, axes = S.figure(width, 0.9 + 0.38 * n + 0.2 * head.count("\n") + 0.35)
+    ax = axes[0, 0]
+    colors = [S.method_color(m) if m else "#4c72b0" for m in (methods or [None] * n)]
+    y = list(range(n))
+    ax.barh(y, means, 0.7, xerr=[lo_err, hi_err], color=colors, capsize=3, error_kw={"ecolor": "#333333"})
+    top = max((m + h for m, h in zip(means, hi_err)), default=1e-9)
+    for yi, m, h in zip(y, means, hi_err):
+        ax.text(m + h + 0.01 * top, yi, f"{m:.4f}", va="center", fontsize=8)
+    ax.set_yticks(y, [S.wrap(x, 30) for x in names], fontsize=8)
+    ax.set_ylim(n - 0.5 + max(0.1, (2.5 - n) / 2), -0.5 - max(0.1, (2.5 - n) / 2))
+    ax.set_xlabel("NDCG@10 (bars: mean; whiskers: 95% bootstrap CI)", fontsize=9)
+    ax.set_xlim(0, max(1e-9, top) * 1.18)
+    ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(head, fontsize=11)
+    return fig
+
+
 def plot_png_base64(ranked: list[Ranked], title: str) -> str | None:
-    """A horizontal bar chart of NDCG@10 with 95% CIs, as base64 PNG (None without matplotlib)."""
+    """:func:`plot_figure` of the ranked entries as base64 PNG (None without matplotlib)."""
     from r2bench.extras import available
 
     if not ranked or not available("matplotlib"):
@@ -188,27 +213,11 @@ def plot_png_base64(ranked: list[Ranked], title: str) -> str | None:
     import base64
     import io
 
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    names = [r.entry.name for r in ranked][::-1]
-    vals = [r.means["ndcg@10"] for r in ranked][::-1]
-    lo = [r.means["ndcg@10"] - r.ci[0] for r in ranked][::-1]
-    hi = [r.ci[1] - r.means["ndcg@10"] for r in ranked][::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(ranked) + 1.2), dpi=100)
-    try:
-        ax.barh(range(len(names)), vals, xerr=[lo, hi], color="#4c72b0", capsize=3)
-        ax.set_yticks(range(len(names)), labels=names)
-        ax.set_xlabel("NDCG@10 (95% CI)")
-        ax.set_title(title)
-        ax.set_xlim(0, max(1e-9, max(r.ci[1] for r in ranked)) * 1.1)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", metadata={"Software": None})
-    finally:
-        plt.close(fig)
+    fig = plot_figure([r.entry.name for r in ranked], [r.means["ndcg@10"] for r in ranked],
+                      [r.means["ndcg@10"] - r.ci[0] for r in ranked], [r.ci[1] - r.means["ndcg@10"] for r in ranked],
+                      title, [str((r.entry.raw.get("run") or {}).get("method") or "") for r in ranked])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
