@@ -297,7 +297,7 @@ def _value_text(value: Any) -> str:
 
 
 def describe_config(method: str, changes: dict[str, Any]) -> str:
-    """``method key=value ...`` for the config keys that differ from the defaults, in their order."""
+    """``method key=value ...`` for the config keys that differ from the defaults (in run.json's key order)."""
     parts = [f"{k}={_value_text(v)}" for k, v in changes.items() if k not in OPERATIONAL_KEYS]
     return " ".join([method, *parts])
 
