@@ -4,7 +4,8 @@ Pure functions of a board and its already validated, ranked entries
 (:class:`~r2bench.leaderboard.scoring.Ranked`); validating, ranking and writing the
 files is :mod:`r2bench.leaderboard.publish`, the fixed wording is
 :mod:`r2bench.leaderboard.texts`. Every submitted string goes through ``safety``
-(Markdown / HTML escaping, links only from checked http(s) URLs). The output depends
+(Markdown / HTML escaping, links only from checked http(s) URLs); recorded commands are
+shown as typed, re-quoted readably (:func:`r2bench.provenance.readable_command`). The output depends
 only on the entries (no clock), so re-rendering an unchanged board changes nothing.
 """
 
@@ -19,6 +20,7 @@ from r2bench.leaderboard.texts import (
     GENERATED, MARKERS_NOTE, NO_ENTRIES, OVERVIEW_GENERATED, OVERVIEW_INTRO, PLACEHOLDER, PLACEHOLDER_HTML,
     PLACEHOLDER_ROW, RANKED_BY, RANKED_BY_HTML, SUBMITTING,
 )
+from r2bench.provenance import readable_command
 
 COLUMNS = ("#", "Method", "NDCG@1", "NDCG@5", "NDCG@10", "95% CI (NDCG@10)", "p vs leader",
            "Backbone", "Size", "Tokens / 1k inst.", "Cost / 1k inst.", "Val split", "Date")
@@ -113,8 +115,8 @@ def render_markdown(board: Board, ranked: list[Ranked]) -> str:
         lines.append("".join(parts))
         for label, value, code in (("Authors", card.get("authors"), False),
                                    ("Training data", card.get("training_data"), False),
-                                   ("Run command", run.get("command"), True),
-                                   ("Submitted with", r.entry.raw.get("submit_command"), True),
+                                   ("Run command", readable_command(run.get("command")), True),
+                                   ("Submitted with", readable_command(r.entry.raw.get("submit_command")), True),
                                    ("Run", run.get("run_id"), True)):
             if value:
                 lines.append(f"  - {label}: {safety.md_code(value) if code else e(value)}")
@@ -171,8 +173,9 @@ def render_html(board: Board, ranked: list[Ranked], plot_png_b64: str | None) ->
                 f"<li>{h(label)}: <code>{h(value)}</code></li>" if code else f"<li>{h(label)}: {h(value)}</li>"
                 for label, value, code in (("Authors", card.get("authors"), False),
                                            ("Training data", card.get("training_data"), False),
-                                           ("Run command", run.get("command"), True),
-                                           ("Submitted with", r.entry.raw.get("submit_command"), True))
+                                           ("Run command", readable_command(run.get("command")), True),
+                                           ("Submitted with", readable_command(r.entry.raw.get("submit_command")),
+                                            True))
                 if value)
             body.append(f"<li><b>{h(r.entry.name)}</b>{desc}<ul>{details}</ul></li>")
         body.append("</ul>")
