@@ -132,13 +132,21 @@ def _build_groups_line(long: pl.DataFrame, metric: str, xlabel: str, title: str,
     ax = axes[0, 0]
     groups = long.sort("group_order").group_by("group", "group_order", maintain_order=True).agg(pl.col("n").max())
     position = {g: i for i, (g, _, _) in enumerate(groups.iter_rows())}
-    for m in labels:
+    single = groups.height == 1  # one group: no line to draw, so the CIs are whiskers, runs side by side
+    for i, m in enumerate(labels):
         st = styles[m]
         part = long.filter(pl.col("method") == m).sort("group_order")
         x = part["group_order"].to_numpy() if numeric_x else np.array([position[g] for g in part["group"]])
-        ax.plot(x, part["mean"].to_numpy(), marker=st.marker, linestyle=st.linestyle, color=st.color, markersize=4)
+        mean = part["mean"].to_numpy()
+        if single:
+            x = x + (i - (len(labels) - 1) / 2) * min(0.08, 0.7 / max(len(labels), 1))
+            ax.errorbar(x, mean, yerr=[mean - part["ci_low"].to_numpy(), part["ci_high"].to_numpy() - mean],
+                        fmt=st.marker, color=st.color, markersize=5, capsize=3, markeredgecolor="#333333",
+                        markeredgewidth=0.4)
+            continue
+        ax.plot(x, mean, marker=st.marker, linestyle=st.linestyle, color=st.color, markersize=4)
         ax.fill_between(x, part["ci_low"].to_numpy(), part["ci_high"].to_numpy(), color=st.color,
-                        alpha=0.12 if len(labels) > 3 else 0.18, linewidth=0)
+                        alpha=0.07 if len(labels) > 3 else 0.18, linewidth=0)
     if not numeric_x:
         ax.set_xticks(np.arange(groups.height), [f"{S.wrap(g, 18)}\nn={n}" for g, _, n in groups.iter_rows()],
                       fontsize=8)
@@ -148,6 +156,8 @@ def _build_groups_line(long: pl.DataFrame, metric: str, xlabel: str, title: str,
     ax.set_xlabel(xlabel, fontsize=9)
     ax.set_ylabel(f"{metric.upper()} (mean, 95% CI band)", fontsize=9)
     ax.grid(alpha=0.3)
+    if single:
+        ax.set_ylabel(f"{metric.upper()} (mean, 95% CI)", fontsize=9)
     S.legend_below(fig, *_handles(styles, labels, "line"))
     fig.suptitle(head, fontsize=11)
     return fig

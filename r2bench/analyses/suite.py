@@ -101,7 +101,7 @@ def _units(analysis: Analysis, sel: "Selection", explicit: bool) -> list[tuple["
     asked for by name, so an analysis without ``applies`` takes every group), or, for an
     analysis across datasets, every run at once."""
     if analysis.several_datasets:
-        return [(None, sel.runs)]
+        return [(None, sel.runs)] if explicit or analysis.supports(sel.runs) else []
     units = []
     for g in sel.groups:
         runs = list(g.runs) + (_covering_originals(sel, g) if analysis.original == "limit" else [])

@@ -21,6 +21,7 @@ registered defaults here (in memory only), so their labels say what differs too.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,13 +96,17 @@ class Selection:
             pert = len(g.runs) - len(g.originals)
             return [f"{_plural(len(g.originals), 'run')} compared on {g.title} ({what})"
                     + (f", {_plural(pert, 'perturbed run')} for the analyses" if pert else "") + "."]
-        lines = [f"{_plural(n, 'run')} in {_plural(len(self.groups), 'comparison')} "
+        word = "comparison" if all(g.originals for g in self.groups) else "group"
+        lines = [f"{_plural(n, 'run')} in {_plural(len(self.groups), word)} "
                  f"(one per benchmark, split and set of scored instances):"]
         for g in self.groups:
             pert = len(g.runs) - len(g.originals)
-            what = ", ".join(dict.fromkeys(r.label for r in g.originals)) or "no unperturbed run"
+            what = ", ".join(dict.fromkeys(r.label for r in g.originals))
             extra = f" + {_plural(pert, 'perturbed run')}" if pert else ""
-            lines.append(f"- {g.title}: {_plural(len(g.originals), 'run')}{extra} ({what})")
+            if g.originals:
+                lines.append(f"- {g.title}: {_plural(len(g.originals), 'run')}{extra} ({what})")
+            else:
+                lines.append(f"- {g.title}: {_plural(pert, 'perturbed run')} (for the analyses)")
             lines += [f"  - {n}" for n in g.notes]
         lines += [f"- {x}" for x in self.left_out]
         return lines
@@ -155,10 +160,13 @@ def _describe(runs: Sequence[Run]) -> tuple[str, bool]:
 
 
 def _dedupe(runs: list[Run]) -> tuple[list[Run], list[str]]:
-    """Runs of one method (perturbation, training benchmark) with identical scores: the newest stays."""
+    """Runs of one method and config (``--label``, perturbation, training benchmark; the seed
+    may differ) with identical scores: the newest stays. Other configs stay even when their
+    scores tie (a truncated history can make two configs agree on one perturbation)."""
     by_kind: dict[str, list[Run]] = {}
     for r in runs:
-        by_kind.setdefault(_js([r.method, r.perturbation, r.train_on]), []).append(r)
+        by_kind.setdefault(_js([r.method, r.meta.get("config"), r.meta.get("label"), r.perturbation, r.train_on]),
+                           []).append(r)
     drop: set[int] = set()
     notes = []
     for same in by_kind.values():
@@ -178,10 +186,16 @@ def _dedupe(runs: list[Run]) -> tuple[list[Run], list[str]]:
     return [r for r in runs if id(r) not in drop], notes
 
 
+def _natural(text: str) -> tuple:
+    """``window=3`` before ``window=10``: numbers in a label compare as numbers."""
+    return tuple((0, float(p), "") if re.fullmatch(r"\d+(\.\d+)?", p) else (1, 0.0, p)
+                 for p in re.split(r"(\d+(?:\.\d+)?)", text) if p)
+
+
 def _order(r: Run) -> tuple:
     seed = r.meta.get("seed")
-    return (*method_rank(r.method), r.base_label, seed if isinstance(seed, int) else 0, _js(r.perturbation),
-            r.created_at, r.run_id)
+    return (*method_rank(r.method), _natural(r.base_label), seed if isinstance(seed, int) else 0,
+            _js(r.perturbation), r.created_at, r.run_id)
 
 
 def select_runs(items: Iterable[str | Path | Run], *, latest: bool = False, methods: Iterable[str] | None = None,

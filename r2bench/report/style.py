@@ -60,9 +60,11 @@ def _shade(color: str, variant: int) -> str:
     if variant == 0:
         return color
     rgb = to_rgb(color)
-    step = ((variant + 1) // 2) * 0.28
-    toward = 1.0 if variant % 2 else 0.0
-    return to_hex(tuple(c + (toward - c) * min(step, 0.7) for c in rgb))
+    level = ((variant + 1) // 2 - 1) % 3 + 1  # 1, 1, 2, 2, 3, 3, 1, ...: hatches tell later runs apart
+    lighter = variant % 2 == 1
+    amount = (0.2, 0.38, 0.5)[level - 1] if lighter else (0.25, 0.45, 0.6)[level - 1]
+    toward = 1.0 if lighter else 0.0  # never so light that a line or bar fades into the white background
+    return to_hex(tuple(c + (toward - c) * amount for c in rgb))
 
 
 def ordered(labels: Iterable[str], method_of: dict[str, str]) -> list[str]:
