@@ -52,6 +52,14 @@ def test_report_on_a_mixed_folder(folder, tmp_path, capsys):
     assert set(csv.filter(pl.col("comparison").str.contains("all"))["label"]) == {
         "random seed=0", "random seed=1", "popularity", "item-cooccurrence", "item-cooccurrence window=3"}
     assert (out / "ndcg10.png").stat().st_size > 5000
+    # --reference: tested against where it is one run; said so where it is not
+    assert main(["report", str(folder), "--out", str(out), "--no-plots", "--n-boot", "20", "--reference", "random",
+                 "--format", "md", "--format", "csv"]) == 0
+    md = (out / "report.md").read_text()
+    assert "--reference random matches several runs (random seed=0, random seed=1)" in md
+    limit3 = pl.read_csv(out / "report.csv").filter(pl.col("comparison").str.contains("first 3")
+                                                    & (pl.col("label") == "popularity"))
+    assert limit3.height == 3 and (limit3["compared_to"] == "random seed=0").all()
 
 
 def test_filters_and_latest(folder, tmp_path, capsys):

@@ -20,7 +20,7 @@ import polars as pl
 
 from r2bench.errors import R2BenchError
 from r2bench.report import tables as T
-from r2bench.report.compare import TABLE_METRICS, CompareOptions, compare_runs
+from r2bench.report.compare import TABLE_METRICS, CompareOptions, compare_runs, reference_index
 from r2bench.report.render import frame_to_html, frame_to_latex, frame_to_markdown, tex_escape
 from r2bench.report.select import Selection, select_runs
 
@@ -174,9 +174,11 @@ def _blocks(sel: Selection, compare: pl.DataFrame, opt: CompareOptions, show_ci:
             where = f"{g.title}: " if heading is None and len(sel.groups) > 1 else ""
             notes += [f"{where}{n}" for n in g.notes]
             if opt.reference not in (None, "best") and len(g.originals) > 1 and \
-                    part.filter((pl.col("comparison") == g.title) & pl.col("compared_to").is_not_null()).height == 0:
-                notes.append(f"{where}--reference {opt.reference} is not among these runs: the best is tested "
-                             f"against the runner-up")
+                    reference_index([r.label for r in g.originals], g.originals, opt.reference) is None:
+                several = [r.label for r in g.originals if r.method == opt.reference]
+                why = (f"matches several runs ({', '.join(several)}); give one of their labels" if several
+                       else "is not among these runs")
+                notes.append(f"{where}--reference {opt.reference} {why}: the best is tested against the runner-up")
         blocks.append(_Block(heading, T.build_table(part, show_ci=show_ci, caption=caption), notes))
     return blocks
 

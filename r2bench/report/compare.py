@@ -66,7 +66,7 @@ class CompareOptions:
     seed: int = 0
 
 
-def _reference_index(names: Sequence[str], runs: Sequence[Run], reference: str) -> int | None:
+def reference_index(names: Sequence[str], runs: Sequence[Run], reference: str) -> int | None:
     """The run ``reference`` names in one comparison: its label, else the only run of that method."""
     if reference in names:
         return list(names).index(reference)
@@ -91,7 +91,7 @@ def compare_runs(runs: "Sequence[Run] | Selection", options: CompareOptions | No
     opt = options or CompareOptions()
     sel = runs if isinstance(runs, Selection) else select_runs(runs)
     if opt.reference not in (None, "best") and not any(
-            _reference_index([r.label for r in g.originals], g.originals, opt.reference) is not None
+            reference_index([r.label for r in g.originals], g.originals, opt.reference) is not None
             for g in sel.groups):
         labels = sorted({r.label for r in sel.runs})
         raise R2BenchError(f"reference {opt.reference!r} is not among the runs: {', '.join(labels)}")
@@ -102,7 +102,7 @@ def compare_runs(runs: "Sequence[Run] | Selection", options: CompareOptions | No
             continue
         frames = aligned_metrics(group, opt.metrics)
         names = [r.label for r in group]
-        ref = None if opt.reference in (None, "best") else _reference_index(names, group, opt.reference)
+        ref = None if opt.reference in (None, "best") else reference_index(names, group, opt.reference)
         for metric in opt.metrics:
             vals = [f[metric].to_numpy().astype(np.float64) for f in frames]
             means = np.array([v.mean() for v in vals])
