@@ -48,10 +48,15 @@ def history_truncation(runs: Sequence[Run], metric: str = "ndcg@10", seed: int =
     table = pl.DataFrame(rows)
     long = table.rename({"k": "group"}).with_columns(pl.col("group").cast(pl.Int64).alias("group_order"),
                                                     pl.col("group").cast(pl.String))
-    smp = next(iter(samples))
-    text = (f"Only the k most recent history items are kept, on a fixed seeded sample of instances whose history "
-            f"has full length (sample: {smp}); {metric.upper()} mean and 95% bootstrap CI per k, and the change "
-            f"against the longest k (paired Wilcoxon).")
+    spec = next(iter(groups.values()))[0].perturbation.get("sample")
+    n_inst = int(table["n"].max()) if table.height else 0
+    if isinstance(spec, dict):
+        smp = (f"{n_inst} instances: a seeded sample (seed {spec.get('seed', 0)}) of up to "
+               f"{spec.get('n') or 'all'} among those whose history has the full {spec.get('full_length', 20)} items")
+    else:
+        smp = f"{n_inst} instances"
+    text = (f"Only the k most recent history items are kept, on the same {smp}; {metric.upper()} mean and 95% "
+            f"bootstrap CI per k, and the change against the longest k (paired Wilcoxon).")
     return AnalysisResult("truncation", "History truncation", {"truncation": table}, text, notes=notes,
                           plot_data={"long": long, "metric": metric, "xlabel": "most recent history items kept (k)",
                                      "title": "Recommendation quality vs history kept", "numeric_x": True,
