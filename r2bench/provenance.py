@@ -94,11 +94,12 @@ def command_line(argv: list[str], program: str = "r2bench") -> str:
 
 
 def readable_command(text: str | None) -> str | None:
-    """A recorded command re-quoted readably (``'users'"'"' sequences'`` becomes
-    ``"users' sequences"``); the text as it is when the shell could not split it."""
+    """A recorded shell command (``r2bench ...``) re-quoted readably (``'users'"'"' sequences'``
+    becomes ``"users' sequences"``); anything else (a library call such as
+    ``r2bench.pipeline.run_method(...)``, text the shell could not split) as it is."""
     import shlex
 
-    if not text:
+    if not text or not text.startswith("r2bench ") or not any(q in text for q in "'\"\\"):
         return text
     try:
         words = shlex.split(text)

@@ -134,7 +134,8 @@ def render_html(board: Board, ranked: list[Ranked], plot_png_b64: str | None) ->
         f"<title>r2bench leaderboard: {h(board.title)}</title>\n"
         "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:80em}"
         "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3em .6em}"
-        "td{white-space:nowrap}td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}</style>\n"
+        "td{white-space:nowrap}td.name{white-space:normal;min-width:15em}"
+        "td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}</style>\n"
         "</head><body>\n"
     )
     body = [f"<h1>Leaderboard: {h(board.title)}</h1>"]
@@ -152,7 +153,7 @@ def render_html(board: Board, ranked: list[Ranked], plot_png_b64: str | None) ->
         for r in ranked:
             c = cells(r)
             ndcg10 = f"<b>{h(c.ndcg10)}</b>" if r.rank == 1 else h(c.ndcg10)
-            tds = [f"<td class=\"n\">{h(c.rank)}</td>", f"<td>{safety.html_link(c.name, c.url)}</td>",
+            tds = [f"<td class=\"n\">{h(c.rank)}</td>", f"<td class=\"name\">{safety.html_link(c.name, c.url)}</td>",
                    f"<td class=\"n\">{h(c.ndcg1)}</td>", f"<td class=\"n\">{h(c.ndcg5)}</td>",
                    f"<td class=\"n\">{ndcg10}{h(c.marker)}</td>", f"<td class=\"n\">{h(c.ci)}</td>",
                    f"<td class=\"n\">{h(c.p)}</td>", f"<td>{h(c.backbone)}</td>", f"<td class=\"n\">{h(c.size)}</td>",
@@ -192,9 +193,13 @@ def plot_figure(names: list[str], means, lo_err, hi_err, title: str, methods: li
     head = S.title_lines(title, width)
     fig, axes = S.figure(width, 0.9 + 0.38 * n + 0.2 * head.count("\n") + 0.35)
     ax = axes[0, 0]
-    colors = [S.method_color(m) if m else "#4c72b0" for m in (methods or [None] * n)]
+    # each entry in its method's colour; several entries of one method in its shades and hatches
+    styles = S.run_styles(names, dict(zip(names, methods))) if methods else {}
     y = list(range(n))
-    ax.barh(y, means, 0.7, xerr=[lo_err, hi_err], color=colors, capsize=3, error_kw={"ecolor": "#333333"})
+    for yi, name, m, lo, hi in zip(y, names, means, lo_err, hi_err):
+        st = styles.get(name, S.Style("#4c72b0"))
+        ax.barh(yi, m, 0.7, xerr=[[lo], [hi]], color=st.color, hatch=st.hatch, capsize=3,
+                edgecolor="#333333" if st.hatch else st.color, linewidth=0.4, error_kw={"ecolor": "#333333"})
     top = max((m + h for m, h in zip(means, hi_err)), default=1e-9)
     for yi, m, h in zip(y, means, hi_err):
         ax.text(m + h + 0.01 * top, yi, f"{m:.4f}", va="center", fontsize=8)
@@ -218,7 +223,7 @@ def plot_png_base64(ranked: list[Ranked], title: str) -> str | None:
 
     fig = plot_figure([r.entry.name for r in ranked], [r.means["ndcg@10"] for r in ranked],
                       [r.means["ndcg@10"] - r.ci[0] for r in ranked], [r.ci[1] - r.means["ndcg@10"] for r in ranked],
-                      title, [str((r.entry.raw.get("run") or {}).get("method") or "") for r in ranked])
+                      title, [str((r.entry.raw.get("run") or {}).get("method") or r.entry.name) for r in ranked])
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
     return base64.b64encode(buf.getvalue()).decode("ascii")

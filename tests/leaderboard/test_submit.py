@@ -101,6 +101,9 @@ def test_commands_are_recorded_and_shown_as_typed(lb_root, lb_runs, capsys):
 
     assert readable_command("r2bench submit x --description 'users'\"'\"' sequences.'") == \
         'r2bench submit x --description "users\' sequences."'
+    # a run made from Python records a library call, not a shell command: shown as it is
+    call = "r2bench.pipeline.run_method('random', 'movielens-100k', split='test', limit=None)"
+    assert readable_command(call) == call
 
 
 @pytest.mark.parametrize("name", ["../../etc", "<script>alert(1)</script>", "| [x](javascript:alert(1))", "a\nb", ""])
