@@ -21,7 +21,7 @@ import polars as pl
 from r2bench.errors import R2BenchError
 from r2bench.report import tables as T
 from r2bench.report.compare import TABLE_METRICS, CompareOptions, compare_runs, reference_index
-from r2bench.report.render import frame_to_html, frame_to_latex, frame_to_markdown, tex_escape
+from r2bench.report.render import frame_to_html, frame_to_latex, frame_to_markdown, inline_markdown_html, tex_escape
 from r2bench.report.select import Selection, select_runs
 
 FORMATS = ("md", "latex", "html", "csv")
@@ -136,7 +136,7 @@ def _img_tag(path: Path) -> str:
 def _section_html(s: Section) -> str:
     parts = [f"<h2>{_html.escape(s.title)}</h2>"]
     if s.text:
-        parts.append(f"<p>{_html.escape(s.text)}</p>")
+        parts.append(f"<p>{inline_markdown_html(s.text)}</p>")
     if isinstance(s.table, pl.DataFrame):
         parts.append(frame_to_html(s.table))
     elif isinstance(s.table, str):
@@ -146,8 +146,9 @@ def _section_html(s: Section) -> str:
 
 
 _CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
-        "margin:1em 0}td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}tr.group td{background:#f4f4f4;text-align:left}"
+        "display:block;overflow-x:auto;"
+        "margin:1em 0}td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}"
+        "td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}tr.group td{background:#f4f4f4}"
         "img{max-width:100%}caption{caption-side:bottom;font-size:85%;color:#555;padding-top:.5em}")
 
 

@@ -177,12 +177,12 @@ def to_html(table: Table) -> str:
         h.append(f"<caption>{_html.escape(table.caption)}</caption>")
     h.append("<thead><tr><th rowspan=2>Method</th>"
              + "".join(f"<th colspan={per[d]}>{_html.escape(d)}</th>" for d in table.datasets) + "</tr>")
-    h.append("<tr>" + "".join(f"<th>{_html.escape(_metric_head(m))}</th>" for _, m in table.columns)
+    h.append("<tr>" + "".join(f"<th class=n>{_html.escape(_metric_head(m))}</th>" for _, m in table.columns)
              + "</tr></thead><tbody>")
     for group, rows in table.groups:
         h.append(f"<tr class=group><td colspan={len(table.columns) + 1}><i>{_html.escape(group)}</i></td></tr>")
         for label, cells in rows:
-            h.append(f"<tr><td>{_html.escape(label)}</td>" + "".join(f"<td>{_cell_html(c)}</td>" for c in cells)
+            h.append(f"<tr><td>{_html.escape(label)}</td>" + "".join(f"<td class=n>{_cell_html(c)}</td>" for c in cells)
                      + "</tr>")
     h.append("</tbody></table>")
     return "\n".join(h)
