@@ -169,6 +169,7 @@ def _dedupe(runs: list[Run]) -> tuple[list[Run], list[str]]:
                            []).append(r)
     drop: set[int] = set()
     notes = []
+    perturbed: dict[str, list[Run]] = {}  # per method: the perturbed copies left out (one note each)
     for same in by_kind.values():
         if len(same) < 2:
             continue
@@ -180,9 +181,16 @@ def _dedupe(runs: list[Run]) -> tuple[list[Run], list[str]]:
                 keep = _newest(dupes)
                 others = [r for r in dupes if r is not keep]
                 drop.update(id(r) for r in others)
-                pert = f" [{keep.default_label.rsplit('[', 1)[-1]}" if keep.perturbation else ""
-                notes.append(f"{keep.method}{pert}: {len(dupes)} runs with identical scores, shown once "
-                             f"({keep.run_id}); the same scores: {', '.join(r.run_id for r in others)}")
+                if keep.perturbation:
+                    perturbed.setdefault(keep.method, []).extend(others)
+                else:
+                    seeds = {str(r.meta.get("seed")) for r in dupes}
+                    name = keep.base_label + (f" (seed {seeds.pop()})" if len(seeds) == 1 else "")
+                    notes.append(f"{name}: {len(dupes)} runs with identical scores, shown once "
+                                 f"({keep.run_id}); the same scores: {', '.join(r.run_id for r in others)}")
+    for method, others in perturbed.items():
+        notes.append(f"{method}: {_plural(len(others), 'perturbed run')} left out as identical to a newer run "
+                     f"of the same perturbation: {', '.join(r.run_id for r in others)}")
     return [r for r in runs if id(r) not in drop], notes
 
 
