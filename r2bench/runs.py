@@ -285,6 +285,7 @@ def load_runs(items: Iterable[str | Path]) -> list[Run]:
 OPERATIONAL_KEYS = frozenset({
     "concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s", "max_retry_after_s",
     "cache", "cache_path", "api_key_env", "threads", "price_input_per_1m", "price_output_per_1m",
+    "instances_per_batch",  # r2rank: how many instances share a decoding batch (same scores to 1e-4)
 })
 
 
