@@ -201,7 +201,7 @@ def run_method(
         "timings": {"fit_s": round(fit_s, 4), "score_s": round(score_s, 4),
                     "total_s": round(time.perf_counter() - t_start, 4)},
         "info": model.info() or {},
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),  # orders runs (--latest)
         "command": command or f"r2bench.pipeline.run_method({name!r}, {bench.name!r}, split={split!r}, "
                               f"limit={limit!r}, seed={seed!r}, overrides={overrides!r})",
     }

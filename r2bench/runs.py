@@ -127,6 +127,17 @@ class Run:
         return str(self.meta.get("created_at") or "")
 
     @property
+    def created_order(self) -> tuple[datetime, str]:
+        """A key that orders runs by creation time (ISO times of any precision; unknown = oldest), then id."""
+        try:
+            when = datetime.fromisoformat(self.created_at)
+        except ValueError:
+            when = datetime.min
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return when, self.run_id
+
+    @property
     def config_changes(self) -> dict[str, Any] | None:
         """The config keys whose value differs from the method's defaults (recorded by the
         pipeline when the run was made; None for runs made before it recorded them)."""

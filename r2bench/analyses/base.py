@@ -1,7 +1,8 @@
 """What an analysis is: the declaration every analysis module makes, and the options they share.
 
-An analysis module defines one :class:`Analysis` (by convention ``ANALYSIS``) and is
-registered in :data:`r2bench.analyses.registry.ANALYSES`. The declaration says
+An analysis module defines one :class:`Analysis` as ``ANALYSIS = Analysis(name=..., ...)``;
+a module of this package that does is found and registered by
+:data:`r2bench.analyses.registry.ANALYSES` without being listed anywhere. The declaration says
 
 - its ``name``, ``title`` and where the paper shows it (``paper``);
 - which runs it needs: the unperturbed run of each method (``original``), and the
@@ -83,6 +84,8 @@ class Analysis:
     #: its own way of making runs (transfer: across several datasets), see ``suite.make_runs``
     make_runs: Callable[..., tuple[list[Path], list[dict]]] | None = None
     several_datasets: bool = False
+    #: where it comes in ``r2bench study``'s report and ``report --analyses`` (ascending; then by name)
+    order: int = 100
 
     def supports(self, runs: "Sequence[Run]") -> bool:
         return bool(self.applies(runs)) if self.applies is not None else False

@@ -56,7 +56,7 @@ def candidate_shuffle(runs: Sequence[Run], metric: str = "ndcg@10", seed: int = 
 
 
 ANALYSIS = Analysis(
-    name="candidate-shuffle", title="Candidate shuffling (permutation invariance)", paper="-",
+    name="candidate-shuffle", title="Candidate shuffling (permutation invariance)", paper="-", order=60,
     compute=lambda runs, opts, skipped: candidate_shuffle(runs, opts.metric, seed=opts.seed),
     draw=plot_with(plots.candidate_shuffle_figure),
     original="limit",

@@ -57,7 +57,7 @@ def cold_start(runs: Sequence[Run], metric: str = "ndcg@10", n_bins: int = 4,
 
 
 ANALYSIS = Analysis(
-    name="cold-start", title="Item cold-start", paper="Figure 3",
+    name="cold-start", title="Item cold-start", paper="Figure 3", order=10,
     compute=lambda runs, opts, skipped: cold_start(runs, opts.metric, opts.n_bins, opts.fixed_edges, opts.reference,
                                                    seed=opts.seed),
     draw=plot_with(plots.cold_start_figure),

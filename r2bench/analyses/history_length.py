@@ -40,7 +40,7 @@ def history_length(runs: Sequence[Run], metric: str = "ndcg@10",
 
 
 ANALYSIS = Analysis(
-    name="history-length", title="History length", paper="Figure 4a",
+    name="history-length", title="History length", paper="Figure 4a", order=20,
     compute=lambda runs, opts, skipped: history_length(runs, opts.metric, opts.length_edges, seed=opts.seed),
     draw=plot_with(plots.groups_line_figure),
     original="base",

@@ -63,7 +63,7 @@ def history_shuffle(runs: Sequence[Run], metric: str = "ndcg@10") -> AnalysisRes
 
 
 ANALYSIS = Analysis(
-    name="history-shuffle", title="History order shuffling", paper="Table 7",
+    name="history-shuffle", title="History order shuffling", paper="Table 7", order=40,
     compute=lambda runs, opts, skipped: history_shuffle(runs, opts.metric),
     draw=plot_with(plots.history_shuffle_figure),
     original="limit",

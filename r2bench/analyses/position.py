@@ -81,7 +81,7 @@ def position_bias(runs: Sequence[Run], seed: int = 0) -> AnalysisResult:
 
 
 ANALYSIS = Analysis(
-    name="position", title="Candidate position bias", paper="Figure 5",
+    name="position", title="Candidate position bias", paper="Figure 5", order=30,
     compute=lambda runs, opts, skipped: position_bias(runs, seed=opts.seed),
     draw=plot_with(plots.position_figure),
     original=None,

@@ -1,16 +1,22 @@
 """The analyses, by name: entries of the project's registry (:class:`r2bench.registry.Registry`).
 
-Each entry points lazily at an :class:`~r2bench.analyses.base.Analysis` in its own
-module, so listing the names (``r2bench analyze --help``) imports none of them. The
-order of registration is the order of ``r2bench study``'s report and of
-``report --analyses``. Analyses from other packages register through the
-``r2bench.analyses`` entry-point group, or at run time with
-``ANALYSES.register(name, "package.module:ANALYSIS", description)``.
+Built-in analyses are *found*, not listed: every module of this package whose top level
+declares ``ANALYSIS = Analysis(name="...", title="...", ..., order=N)`` is registered
+under that name, in ascending ``order`` (then name), which is the order of
+``r2bench study``'s report and of ``report --analyses``. The modules are read with
+``ast`` rather than imported, so listing the names (``r2bench analyze --help``) stays
+fast and imports no polars or matplotlib; the module is imported when the analysis is
+used. So adding an analysis is adding one module (and its test).
+
+Analyses from other packages register through the ``r2bench.analyses`` entry-point
+group, or at run time with ``ANALYSES.register(name, "package.module:ANALYSIS", description)``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import ast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from r2bench.errors import R2BenchError
 from r2bench.registry import Registry
@@ -20,16 +26,39 @@ if TYPE_CHECKING:
 
 ANALYSES: Registry = Registry("analysis", entry_point_group="r2bench.analyses")
 
-_R = ANALYSES.register
-_R("cold-start", "r2bench.analyses.cold_start:ANALYSIS", "quality by how often the target item was a train positive")
-_R("history-length", "r2bench.analyses.history_length:ANALYSIS", "quality by the number of history items")
-_R("position", "r2bench.analyses.position:ANALYSIS", "the target moved through the candidate list: position bias")
-_R("history-shuffle", "r2bench.analyses.history_shuffle:ANALYSIS", "seeded permutations of every history")
-_R("truncation", "r2bench.analyses.truncation:ANALYSIS", "only the k most recent history items kept")
-_R("candidate-shuffle", "r2bench.analyses.candidate_shuffle:ANALYSIS",
-   "candidate lists shuffled: permutation invariance")
-_R("transfer", "r2bench.analyses.transfer:ANALYSIS", "fit on one dataset, score another: the transfer matrix")
-del _R
+
+def declared_analysis(source: str) -> dict[str, Any] | None:
+    """The literal keywords (name, title, order, ...) of a module-level
+    ``ANALYSIS = Analysis(...)`` in ``source``, or None when the module declares none."""
+    for node in ast.parse(source).body:
+        if (isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["ANALYSIS"]
+                and isinstance(node.value, ast.Call) and getattr(node.value.func, "id", None) == "Analysis"):
+            found = {}
+            for kw in node.value.keywords:
+                if kw.arg and isinstance(kw.value, ast.Constant):
+                    found[kw.arg] = kw.value.value
+            return found
+    return None
+
+
+def discover(folder: Path, package: str) -> list[tuple[str, str, str]]:
+    """``(name, "package.module:ANALYSIS", title)`` for each analysis module in ``folder``, in order."""
+    found = []
+    for path in sorted(folder.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        decl = declared_analysis(path.read_text(encoding="utf-8"))
+        if decl is None:
+            continue
+        if not isinstance(decl.get("name"), str):
+            raise R2BenchError(f"{path}: ANALYSIS = Analysis(...) must give its name as a string literal")
+        found.append((int(decl.get("order", 100)), decl["name"], f"{package}.{path.stem}:ANALYSIS",
+                      str(decl.get("title", ""))))
+    return [(name, target, title) for _, name, target, title in sorted(found)]
+
+
+for _name, _target, _title in discover(Path(__file__).parent, __package__):
+    ANALYSES.register(_name, _target, _title)
 
 
 def get_analysis(name: str) -> "Analysis":

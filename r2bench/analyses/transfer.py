@@ -103,7 +103,7 @@ def _one_per_cell(runs: Sequence[Run]) -> tuple[list[Run], list[str]]:
         cells.setdefault((_matrix_label(r), r.train_dataset, r.dataset), []).append(r)
     kept, notes = [], []
     for (lab, train, test), rs in cells.items():
-        rs = sorted(rs, key=lambda r: (r.created_at, r.run_id))
+        rs = sorted(rs, key=lambda r: r.created_order)
         kept.append(rs[-1])
         if len(rs) > 1:
             notes.append(f"{lab}: {train} -> {test} has {len(rs)} runs; the newest ({rs[-1].run_id}) is shown, "
@@ -144,7 +144,7 @@ def make_transfer_runs(methods: Sequence[Any], datasets: Sequence[Any], opts: Op
 
 
 ANALYSIS = Analysis(
-    name="transfer", title="Cross-dataset transfer", paper="Table 6",
+    name="transfer", title="Cross-dataset transfer", paper="Table 6", order=70,
     compute=lambda runs, opts, skipped: transfer_matrix(runs, opts.metric, skipped=skipped, seed=opts.seed),
     draw=plot_with(plots.transfer_figure),
     original=None,

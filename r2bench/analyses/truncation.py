@@ -64,7 +64,7 @@ def history_truncation(runs: Sequence[Run], metric: str = "ndcg@10", seed: int =
 
 
 ANALYSIS = Analysis(
-    name="truncation", title="History truncation", paper="Figure 4b",
+    name="truncation", title="History truncation", paper="Figure 4b", order=50,
     compute=lambda runs, opts, skipped: history_truncation(runs, opts.metric, seed=opts.seed),
     draw=plot_with(plots.groups_line_figure),
     original=None,

@@ -146,7 +146,7 @@ def _setting(r: Run) -> str:
 
 
 def _newest(runs: Sequence[Run]) -> Run:
-    return max(runs, key=lambda r: (r.created_at, r.run_id))
+    return max(runs, key=lambda r: r.created_order)
 
 
 def _describe(runs: Sequence[Run]) -> tuple[str, bool]:
@@ -203,7 +203,7 @@ def _natural(text: str) -> tuple:
 def _order(r: Run) -> tuple:
     seed = r.meta.get("seed")
     return (*method_rank(r.method), _natural(r.base_label), seed if isinstance(seed, int) else 0,
-            _js(r.perturbation), r.created_at, r.run_id)
+            _js(r.perturbation), r.created_order)
 
 
 def select_runs(items: Iterable[str | Path | Run], *, latest: bool = False, methods: Iterable[str] | None = None,

@@ -21,6 +21,7 @@ from r2bench.analyses.pairing import aligned, by_label, originals_by_label, scor
 from r2bench.analyses.registry import ANALYSES
 from r2bench.analyses.result import AnalysisResult
 from r2bench.cli import main
+from r2bench.errors import R2BenchError
 
 NAME = "reversed-candidates"
 KIND = "reverse_candidates"
@@ -120,3 +121,28 @@ def test_unknown_and_unregistered_names_get_the_registry_error(tiny_benchmark_pa
     assert f"unknown analysis {NAME!r}" in capsys.readouterr().err  # it exists only while a test registers it
     assert main(["analyze", "cold-strat", "--runs", "x"]) == 2
     assert "did you mean 'cold-start'?" in capsys.readouterr().err
+
+
+def test_a_module_that_declares_an_analysis_is_found_without_being_listed(tmp_path):
+    """Built-ins are discovered from their source: dropping a module in is all it takes."""
+    from r2bench.analyses.registry import ANALYSES, all_analyses, discover
+
+    (tmp_path / "late.py").write_text(
+        "from r2bench.analyses.base import Analysis\n"
+        "ANALYSIS = Analysis(name='late-one', title='Late', paper='-', order=90, compute=None)\n")
+    (tmp_path / "early.py").write_text(
+        "import polars\nfrom r2bench.analyses.base import Analysis\n"
+        "ANALYSIS = Analysis(\n    name='early-one', title='Early', paper='Table 9', order=5,\n    compute=None)\n")
+    (tmp_path / "helpers.py").write_text("def helper():\n    return 1\nANALYSIS_NOTE = 'not an analysis'\n")
+    (tmp_path / "_private.py").write_text("ANALYSIS = Analysis(name='hidden', title='x', paper='-')\n")
+    assert discover(tmp_path, "pkg") == [("early-one", "pkg.early:ANALYSIS", "Early"),
+                                         ("late-one", "pkg.late:ANALYSIS", "Late")]
+    (tmp_path / "bad.py").write_text("NAME = 'x'\nANALYSIS = Analysis(name=NAME, title='x', paper='-')\n")
+    with pytest.raises(R2BenchError, match="bad.py.*string literal"):
+        discover(tmp_path, "pkg")
+    # the shipped ones: every discovered module imports to the analysis it declared, in `order`
+    names = ANALYSES.in_order(entry_points=False)
+    assert names[:3] == ["cold-start", "history-length", "position"] and "transfer" in names
+    loaded = all_analyses()
+    assert [a.name for a in loaded][: len(names)] == names
+    assert [a.order for a in loaded] == sorted(a.order for a in loaded)
