@@ -27,7 +27,7 @@ def run(args) -> int:
     from r2bench.report.build import make_report
     from r2bench.runs import load_run, run_method
 
-    bench = prepare(args.dataset, update_card=False)
+    bench = prepare(args.dataset)
     print(f"benchmark: {bench.describe()} -> {bench.path}")
     runs = []
     for m in args.methods:

@@ -22,7 +22,7 @@ from tests.data.amazon_fixtures import (
 
 
 def _prep(raw, **kw):
-    return prepare("amazon-video-games", raw_dir=raw, update_card=False, **kw)
+    return prepare("amazon-video-games", raw_dir=raw, **kw)
 
 
 def _assert_nothing_prepared(home):
@@ -69,7 +69,7 @@ def test_dedup_keeps_earliest_even_before_the_window(tmp_path):
 def test_cli_raw_dir_and_window_override(tmp_path, capsys):
     write_category(tmp_path)
     rc = main(["prepare", "amazon-video-games", "--raw-dir", str(tmp_path), "--window-start", "none",
-               "--window-end", "2030-01-01", "--no-card"])
+               "--window-end", "2030-01-01"])
     assert rc == 0, capsys.readouterr().err
     b = load_benchmark("amazon-video-games")
     assert b.manifest["spec"]["window_start_ms"] is None

@@ -128,7 +128,7 @@ def test_prepare_downloads_from_mirror_then_reuses_cache(server, _isolated_home,
     _mirror(root)
     handler.cut_first["review_categories/Video_Games.jsonl.gz"] = [1000, 1]
     monkeypatch.setenv("R2BENCH_AMAZON_BASE_URL", base)
-    b = prepare("amazon-video-games", update_card=False)
+    b = prepare("amazon-video-games")
     raw = _isolated_home / "raw" / "amazon-video-games"
     assert sorted(p.name for p in raw.iterdir()) == [
         "Video_Games.jsonl.gz", "Video_Games.jsonl.gz.sha256.json",
@@ -138,25 +138,25 @@ def test_prepare_downloads_from_mirror_then_reuses_cache(server, _isolated_home,
     assert b.manifest["source"]["urls"][0] == f"{base}/review_categories/Video_Games.jsonl.gz"
     assert ("review_categories/Video_Games.jsonl.gz", "bytes=1000-") in handler.log
     # same bytes as a --raw-dir prepare of the same files
-    direct = prepare("amazon-video-games", raw_dir=raw, update_card=False)
+    direct = prepare("amazon-video-games", raw_dir=raw)
     assert direct.fingerprint == b.fingerprint
     # cached: no network on the next prepare
     n = len(handler.log)
-    again = prepare("amazon-video-games", base_url="http://127.0.0.1:9/unused", update_card=False)
+    again = prepare("amazon-video-games", base_url="http://127.0.0.1:9/unused")
     assert again.fingerprint == b.fingerprint and len(handler.log) == n
 
 
 def test_corrupt_cached_download_is_refused(server, _isolated_home):
     base, root, _ = server
     _mirror(root)
-    prepare("amazon-video-games", base_url=base, update_card=False)
+    prepare("amazon-video-games", base_url=base)
     f = _isolated_home / "raw" / "amazon-video-games" / "Video_Games.jsonl.gz"
     f.write_bytes(f.read_bytes()[:-10])
     with pytest.raises(DataError, match="corrupt"):
-        prepare("amazon-video-games", base_url=base, update_card=False)
+        prepare("amazon-video-games", base_url=base)
 
 
 def test_404_names_the_url_and_base_url_option(server):
     base, _, _ = server
     with pytest.raises(DataError, match=r"review_categories/Video_Games\.jsonl\.gz answered 404.*--base-url"):
-        prepare("amazon-video-games", base_url=base, update_card=False)
+        prepare("amazon-video-games", base_url=base)
