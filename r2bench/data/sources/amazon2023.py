@@ -22,7 +22,7 @@ import polars as pl
 
 from r2bench import paths
 from r2bench.data.build import MIN_PLAUSIBLE_MS
-from r2bench.data.download import download, record_path
+from r2bench.data.download import DownloadError, download, record_path
 from r2bench.data.jsonl import ReadResult, read_jsonl
 from r2bench.data.sources.base import Source, SourceData, file_record
 from r2bench.errors import DataError
@@ -123,11 +123,23 @@ class Amazon2023(Source):
         names = tuple(f"{stem}.jsonl.gz" for stem in stems)
         base = self.options.get("base_url") or os.environ.get("R2BENCH_AMAZON_BASE_URL") or DEFAULT_BASE_URL
         d = paths.raw_dir(self.dataset)
-        downloads = [
-            download(review_url(base, self.category), d / names[0]),
-            download(meta_url(base, self.category), d / names[1]),
-        ]
+        try:
+            downloads = [
+                download(review_url(base, self.category), d / names[0]),
+                download(meta_url(base, self.category), d / names[1]),
+            ]
+        except DownloadError as exc:
+            raise DataError(f"{exc}\n{self._way_forward(names, base)}") from None
         return d / names[0], d / names[1], {"origin": "download", "base_url": base, "downloads": downloads}
+
+    def _way_forward(self, names: tuple[str, str], base: str) -> str:
+        """What a user without access to ``base`` can do instead (every download error ends with it)."""
+        return (
+            f"Without this host: put {names[0]} and {names[1]} (or the uncompressed .jsonl files, as the "
+            f"Hugging Face hub has them) in a folder and run `r2bench prepare {self.dataset} --raw-dir FOLDER`; "
+            f"or download from a mirror with --base-url URL (or R2BENCH_AMAZON_BASE_URL) that serves "
+            f"review_categories/{names[0]} and meta_categories/{names[1]} (tried: {base})."
+        )
 
     def _read_reviews(self, path: Path, skip: bool) -> tuple[ReadResult, pl.DataFrame]:
         """Reviews inside the window, plus the earlier reviews of the same (user, item) pairs.
