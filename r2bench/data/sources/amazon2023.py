@@ -162,7 +162,7 @@ class Amazon2023(Source):
         if start is None:
             return reviews, frame
         inside = frame.filter(pl.col("timestamp") >= start)
-        pairs = inside.select("user_id", "parent_asin").unique()
+        pairs = inside.select("user_id", "parent_asin")
         earlier = frame.filter(pl.col("timestamp") < start).join(pairs, on=["user_id", "parent_asin"], how="semi")
         return reviews, pl.concat([earlier, inside])
 
