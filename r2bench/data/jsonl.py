@@ -38,6 +38,20 @@ from r2bench.progress import bar
 log = logging.getLogger(__name__)
 
 BLOCK_BYTES = 32 << 20
+
+
+def _polars_scans_in_a_stream() -> bool:
+    """polars >= 1.38 decompresses gzip while scanning (pola-rs/polars#26200); older releases
+    decompress the whole file into memory first, so they get the block reader instead."""
+    try:
+        major, minor = (int(x) for x in pl.__version__.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (1, 38) and hasattr(pl.LazyFrame, "collect_batches")
+
+
+NATIVE_SCAN = _polars_scans_in_a_stream()
+SCAN_BATCH_ROWS = 100_000  # rows per batch handed to Python (polars' default is about a thousand)
 GZIP_MAGIC = b"\x1f\x8b"
 
 # expected JSON kinds for the second-pass check
@@ -286,7 +300,7 @@ def _scan(path: Path, schema, required, batch_filter, desc: str) -> ReadResult:
     frames: list[pl.DataFrame] = []
     n = 0
     with bar(desc=desc, unit=" records", unit_scale=True) as b:
-        for batch in lf.collect_batches(engine="streaming"):
+        for batch in lf.collect_batches(chunk_size=SCAN_BATCH_ROWS, engine="streaming"):
             if null_required is not None and batch.select(null_required).item():
                 raise _NeedsLineReader(f"a required field is null near record {n + 1}")
             n += batch.height
@@ -326,7 +340,7 @@ def read_jsonl(
     _check_compression(path)
     with open(path, "rb") as f:
         gzip_ok = f.read(2) == GZIP_MAGIC
-    if gzip_ok or not path.name.endswith(".gz"):  # a .gz name without gzip data: the block reader says so
+    if NATIVE_SCAN and (gzip_ok or not path.name.endswith(".gz")):  # a .gz name without gzip data: the block reader says so
         try:
             return _scan(path, schema, required, block_filter, desc or path.name)
         except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError, _NeedsLineReader) as exc:

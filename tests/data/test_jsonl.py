@@ -77,6 +77,7 @@ def test_block_filter_reduces_each_block(tmp_path):
 
 # ---------------------------------------------------------------- read_jsonl: the native scan, the block reader on errors
 
+from r2bench.data import jsonl  # noqa: E402
 from r2bench.data.jsonl import read_jsonl  # noqa: E402
 
 
@@ -86,8 +87,9 @@ def _write(p, lines, gz=True):
     return p
 
 
-@pytest.mark.parametrize("name", ["c.jsonl.gz", "c.jsonl"])
-def test_clean_file_takes_the_scan_and_matches_the_block_reader(tmp_path, name):
+@pytest.mark.parametrize("name, batch_rows", [("c.jsonl.gz", 100_000), ("c.jsonl", 100_000), ("c.jsonl.gz", 97)])
+def test_clean_file_takes_the_scan_and_matches_the_block_reader(tmp_path, monkeypatch, name, batch_rows):
+    monkeypatch.setattr(jsonl, "SCAN_BATCH_ROWS", batch_rows)
     p = _write(tmp_path / name, _lines(3000), gz=name.endswith(".gz"))
     keep = lambda df: df.filter(pl.col("n") % 7 != 0)  # noqa: E731
     fast = read_jsonl(p, SCHEMA, ("id",), block_filter=keep)
@@ -117,7 +119,8 @@ def test_null_required_field_goes_to_the_line_reader(tmp_path):
         read_jsonl(p, SCHEMA, ("id",))
 
 
-def test_filter_error_names_the_real_line_despite_blank_lines(tmp_path):
+def test_filter_error_names_the_real_line_despite_blank_lines(tmp_path, monkeypatch):
+    monkeypatch.setattr(jsonl, "SCAN_BATCH_ROWS", 4)  # the error comes from a later batch
     lines = _lines(30)
     lines[5:5] = ["", "  "]  # the scan skips blank lines, so its record numbers lag two behind
     p = _write(tmp_path / "blank.jsonl.gz", lines)
