@@ -33,7 +33,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from r2bench.data.sampling import GOLDEN, draw_negatives, splitmix64, stable_hashes, stream
+from r2bench.data.sampling import DRAW_CHUNK, GOLDEN, draw_negatives, splitmix64, stable_hashes, stream
 from r2bench.errors import DataError
 
 TITLE_RULES = ("nonempty", "r2ec")
@@ -279,15 +279,17 @@ def make_instances(inter: pl.DataFrame, splits: dict[str, list[str]], item_ids: 
     user_keys = stable_hashes((spec.seed, "instance"), user_names)
     with np.errstate(over="ignore"):
         inst_keys = splitmix64(user_keys[iu] ^ splitmix64(ipos.astype(np.uint64) * GOLDEN))
-    neg = draw_negatives(inst_keys, iu, user_item_keys, n_items, n_neg)
-    cand = np.concatenate([codes[rows][:, None], neg], axis=1)
-    del neg
-    shuffle_keys = stream(inst_keys ^ np.uint64(0x5DEECE66D), np.arange(1 << 20, (1 << 20) + spec.n_candidates, dtype=np.uint64))
-    perm = np.argsort(shuffle_keys, axis=1, kind="stable")
-    del shuffle_keys
-    cand = np.take_along_axis(cand, perm, axis=1)
-    target_index = np.argmax(perm == 0, axis=1).astype(np.int8)
-    del perm
+    cand = np.empty((n, spec.n_candidates), dtype=np.int64)
+    cand[:, 0] = codes[rows]
+    cand[:, 1:] = draw_negatives(inst_keys, iu, user_item_keys, n_items, n_neg)
+    # a seeded shuffle per instance (row-wise, so done in cache-sized chunks)
+    counters = np.arange(1 << 20, (1 << 20) + spec.n_candidates, dtype=np.uint64)
+    target_index = np.empty(n, dtype=np.int8)
+    for lo in range(0, n, DRAW_CHUNK):
+        hi = min(n, lo + DRAW_CHUNK)
+        perm = np.argsort(stream(inst_keys[lo:hi] ^ np.uint64(0x5DEECE66D), counters), axis=1, kind="stable")
+        cand[lo:hi] = np.take_along_axis(cand[lo:hi], perm, axis=1)
+        target_index[lo:hi] = np.argmax(perm == 0, axis=1)
 
     cand_off = np.arange(n + 1, dtype=np.int64) * spec.n_candidates
     targets = codes[rows]

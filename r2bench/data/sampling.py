@@ -18,6 +18,7 @@ from r2bench.progress import bar
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+DRAW_CHUNK = 1 << 14  # instances per batch of draws: small enough for the temporaries to stay in cache
 
 
 def stable_hash64(*parts: object) -> int:
@@ -72,7 +73,7 @@ def draw_negatives(
     """
     n = len(inst_keys)
     out = np.empty((n, n_neg), dtype=np.int64)
-    chunk = 1 << 16
+    chunk = DRAW_CHUNK
     with bar(total=n, desc="candidates", unit="inst") as b:
         for lo in range(0, n, chunk):
             hi = min(n, lo + chunk)
