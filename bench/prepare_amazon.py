@@ -14,13 +14,16 @@ process:
 
 It prints wall time, CPU time (user+sys) and peak RSS of each child (``os.wait4``:
 the child's own high-water mark), the ratios, and both pipelines' counts, which
-must agree (same protocol). Reading the reviews whole with ``pd.read_json`` instead
-of in chunks needs about 20 GB at full size; chunks are what a careful pandas user
-writes, and they make the memory comparison harder for r2bench, not easier.
+must agree (same protocol). ``--pandas-read whole`` reads each file with one
+``pd.read_json`` call instead, as the plainest script does: every field of every
+line in memory at once, about 20 GB at full size (the issue measured 19.9 GB), so
+run it at full size only on a machine with that to spare. Chunks are what a careful
+pandas user writes, and they make the comparison harder for r2bench, not easier.
 
     python bench/prepare_amazon.py                      # full size (several minutes)
     python bench/prepare_amazon.py --scale 0.05         # quick look
     python bench/prepare_amazon.py --only r2bench       # skip pandas
+    python bench/prepare_amazon.py --scale 0.25 --pandas-read whole
 
 This is a benchmark, not a test; the generated files are cached (``--work``).
 """
@@ -45,8 +48,12 @@ REVIEWS, ITEMS, USERS, WINDOW_USERS, IN_WINDOW = 4_630_000, 137_200, 2_800_000, 
 # ---------------------------------------------------------------- the plain pandas pipeline
 
 
-def pandas_pipeline(raw: Path, out: Path, seed: int = 0, history_len: int = 20, n_cand: int = 20) -> dict:
-    """The construction steps as a pandas user writes them; returns the counts."""
+def pandas_pipeline(raw: Path, out: Path, seed: int = 0, history_len: int = 20, n_cand: int = 20, whole: bool = False) -> dict:
+    """The construction steps as a pandas user writes them; returns the counts.
+
+    ``whole``: read each file with one ``pd.read_json`` call (every field of every
+    line in memory at once) instead of in chunks of 100k lines.
+    """
     import hashlib
     import html
     import random
@@ -54,6 +61,8 @@ def pandas_pipeline(raw: Path, out: Path, seed: int = 0, history_len: int = 20, 
     import pandas as pd
 
     def read(path: Path, cols: list[str]) -> pd.DataFrame:
+        if whole:
+            return pd.read_json(path, lines=True, dtype=False)[cols]
         parts = [chunk[cols] for chunk in pd.read_json(path, lines=True, chunksize=100_000, dtype=False)]
         return pd.concat(parts, ignore_index=True)
 
@@ -151,12 +160,15 @@ def main() -> int:
     ap.add_argument("--in-window", type=float, default=IN_WINDOW, help="share of reviews inside the window")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", choices=("r2bench", "pandas"), default=None)
+    ap.add_argument("--pandas-read", choices=("chunks", "whole"), default="chunks",
+                    help="pandas reads each file in chunks of 100k lines (default) or whole (about 20 GB at full size)")
     ap.add_argument("--plain", action="store_true", help="uncompressed .jsonl raw files (as the Hugging Face hub has them)")
     ap.add_argument("--work", default=None, help="folder for the generated raw files (kept, reused)")
     ap.add_argument("--pandas-child", nargs=2, metavar=("RAW", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.pandas_child:
-        counts = pandas_pipeline(Path(args.pandas_child[0]), Path(args.pandas_child[1]), seed=args.seed)
+        counts = pandas_pipeline(Path(args.pandas_child[0]), Path(args.pandas_child[1]), seed=args.seed,
+                                 whole=args.pandas_read == "whole")
         (Path(args.pandas_child[1]) / "counts.json").write_text(json.dumps(counts))
         return 0
 
@@ -187,11 +199,13 @@ def main() -> int:
         if args.plain:
             raise SystemExit("the pandas pipeline reads the .jsonl.gz files; drop --plain")
         out = work / "pandas-out"
-        cmd = [sys.executable, __file__, "--pandas-child", str(raw), str(out), "--seed", str(args.seed)]
+        cmd = [sys.executable, __file__, "--pandas-child", str(raw), str(out), "--seed", str(args.seed),
+               "--pandas-read", args.pandas_read]
         results["pandas"] = run_child(cmd, env) | json.loads((out / "counts.json").read_text())
 
     print()
-    print(f"reviews {n:,}  items {n_items:,}  cpus {os.cpu_count()}  load average now {os.getloadavg()[0]:.1f}")
+    print(f"reviews {n:,}  items {n_items:,}  cpus {os.cpu_count()}  load average now {os.getloadavg()[0]:.1f}  "
+          f"pandas reads {args.pandas_read}")
     print(f"{'pipeline':<9} {'wall s':>8} {'CPU s':>8} {'peak RSS MiB':>13} {'users':>9} {'items':>8} {'interactions':>13} {'instances':>10}")
     for name, r in results.items():
         print(f"{name:<9} {r['wall']:>8.1f} {r['cpu']:>8.1f} {r['rss'] / mib:>13,.0f} {r['users']:>9,} {r['items']:>8,} "
