@@ -273,8 +273,12 @@ def read_jsonl_blocks(
             pending, pending_size = [data[cut + 1 :]], len(data) - cut - 1
             flush(data[: cut + 1])
     flush(b"".join(pending))
-    frame = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema={**schema, "_line": pl.Int64})
+    frame = _concat(frames, schema)
     return ReadResult(frame=frame, lines=line_no, bad_lines=n_bad_total, first_bad=bad[:5], blank_lines=n_blank)
+
+
+def _concat(frames: list[pl.DataFrame], schema) -> pl.DataFrame:
+    return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema={**schema, "_line": pl.Int64})
 
 
 def _compact(df: pl.DataFrame) -> pl.DataFrame:
@@ -315,7 +319,7 @@ def _scan(path: Path, schema, required, batch_filter, desc: str) -> ReadResult:
                 if batch.height < m:
                     batch = _compact(batch)
             frames.append(batch)
-    frame = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema={**schema, "_line": pl.Int64})
+    frame = _concat(frames, schema)
     return ReadResult(frame=frame, lines=n, bad_lines=0, first_bad=[], fast=True)
 
 
