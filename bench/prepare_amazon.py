@@ -13,8 +13,9 @@ process:
    19 uniform negatives drawn outside the user's items and a shuffle, parquet out.
 
 It prints wall time, CPU time (user+sys) and peak RSS of each child (``os.wait4``:
-the child's own high-water mark), the ratios, and both pipelines' counts, which
-must agree (same protocol). ``--pandas-read whole`` reads each file with one
+the child's own high-water mark), its peak anonymous RSS (sampled ``RssAnon``:
+without the page cache of memory-mapped input, which polars maps and pandas does
+not), the ratios, and both pipelines' counts, which must agree (same protocol). ``--pandas-read whole`` reads each file with one
 ``pd.read_json`` call instead, as the plainest script does: every field of every
 line in memory at once, about 20 GB at full size (the issue measured 19.9 GB), so
 run it at full size only on a machine with that to spare. Chunks are what a careful
@@ -36,6 +37,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -134,16 +136,36 @@ def pandas_pipeline(raw: Path, out: Path, seed: int = 0, history_len: int = 20, 
 # ---------------------------------------------------------------- running and measuring children
 
 
+def _sample_anon(pid: int, peak: list[int], stop: threading.Event) -> None:
+    """Peak anonymous RSS of ``pid`` (``RssAnon`` in /proc: memory the process itself
+    allocated, without the page cache of files it maps, which the kernel can drop)."""
+    path = Path(f"/proc/{pid}/status")
+    while not stop.is_set():
+        try:
+            for line in path.read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    peak[0] = max(peak[0], int(line.split()[1]) * 1024)
+        except OSError:
+            return
+        time.sleep(0.05)
+
+
 def run_child(cmd: list[str], env: dict[str, str]) -> dict:
-    """Run ``cmd``; wall time, CPU time and peak RSS of that child alone (``wait4``)."""
+    """Run ``cmd``; wall time, CPU time and peak RSS of that child alone (``wait4``),
+    plus its peak anonymous RSS (sampled every 50 ms)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env)
+    anon, stop = [0], threading.Event()
+    sampler = threading.Thread(target=_sample_anon, args=(proc.pid, anon, stop), daemon=True)
+    sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
+    stop.set()
+    sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with exit status {proc.returncode}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss * 1024}  # Linux: KiB
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss * 1024, "anon": anon[0]}
 
 
 def _r2bench_counts(home: Path) -> dict:
@@ -206,15 +228,16 @@ def main() -> int:
     print()
     print(f"reviews {n:,}  items {n_items:,}  cpus {os.cpu_count()}  load average now {os.getloadavg()[0]:.1f}  "
           f"pandas reads {args.pandas_read}")
-    print(f"{'pipeline':<9} {'wall s':>8} {'CPU s':>8} {'peak RSS MiB':>13} {'users':>9} {'items':>8} {'interactions':>13} {'instances':>10}")
+    print(f"{'pipeline':<9} {'wall s':>8} {'CPU s':>8} {'peak RSS MiB':>13} {'peak anon MiB':>14} "
+          f"{'users':>9} {'items':>8} {'interactions':>13} {'instances':>10}")
     for name, r in results.items():
-        print(f"{name:<9} {r['wall']:>8.1f} {r['cpu']:>8.1f} {r['rss'] / mib:>13,.0f} {r['users']:>9,} {r['items']:>8,} "
-              f"{r['interactions']:>13,} {r['instances']:>10,}")
+        print(f"{name:<9} {r['wall']:>8.1f} {r['cpu']:>8.1f} {r['rss'] / mib:>13,.0f} {r['anon'] / mib:>14,.0f} "
+              f"{r['users']:>9,} {r['items']:>8,} {r['interactions']:>13,} {r['instances']:>10,}")
     if len(results) == 2:
         a, b = results["r2bench"], results["pandas"]
         same = all(a[k] == b[k] for k in ("users", "items", "interactions", "instances"))
-        print(f"pandas / r2bench: wall {b['wall'] / a['wall']:.1f}x, CPU {b['cpu'] / a['cpu']:.1f}x; "
-              f"r2bench peak RSS = {a['rss'] / b['rss']:.2f} of pandas'")
+        print(f"pandas / r2bench: wall {b['wall'] / a['wall']:.1f}x, CPU {b['cpu'] / a['cpu']:.1f}x; r2bench / pandas: "
+              f"peak RSS {a['rss'] / b['rss']:.2f}, peak anonymous RSS {a['anon'] / b['anon']:.2f}")
         print(f"counts agree: {same}")
     if "r2bench" in results:
         print(f"r2bench fingerprint {results['r2bench']['fingerprint']}...")
