@@ -68,6 +68,7 @@ def prepare(
     data = source.load()
     name = data.dataset or dataset
     built = build_benchmark(name, data.interactions, data.items, spec, users=data.users, source=data.info, where=data.where)
+    del data  # the raw frames are not needed while the tables are written (the peak of a big prepare)
     folder = store_benchmark(built, root)
     bench = load_benchmark(folder)
     description = DATASETS.get(name).description if name in DATASETS else None
