@@ -14,7 +14,9 @@ price; we do not (the price is not used by any prompt), see the data card.
 
 from __future__ import annotations
 
+import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -168,18 +170,19 @@ class Amazon2023(Source):
 
     def load(self) -> SourceData:
         reviews_path, meta_path, origin = self._files()
-        files = [file_record(reviews_path), file_record(meta_path)]
+        skip = bool(self.options.get("skip_bad_lines"))
+        words = int(self.options.get("description_words") or DESCRIPTION_WORDS)
+        # the checksums (for the manifest) are computed while polars reads: hashlib releases the GIL
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            hashing = pool.submit(lambda: [file_record(reviews_path), file_record(meta_path)])
+            reviews, frame = self._read_reviews(reviews_path, skip)
+            files = hashing.result()
         for rec, path in zip(files, (reviews_path, meta_path)):
             rp = record_path(path)
             if origin["origin"] == "download" and rp.is_file():
-                import json
-
                 want = json.loads(rp.read_text())["sha256"]
                 if want != rec["sha256"]:
                     raise DataError(f"{path}: sha256 differs from the download record: corrupt; delete it and prepare again")
-        skip = bool(self.options.get("skip_bad_lines"))
-        words = int(self.options.get("description_words") or DESCRIPTION_WORDS)
-        reviews, frame = self._read_reviews(reviews_path, skip)
         wanted = frame.select(pl.col("parent_asin").unique())
         meta = read_jsonl(
             meta_path, META_SCHEMA, META_REQUIRED, skip, desc="metadata",
