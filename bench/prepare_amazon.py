@@ -17,8 +17,9 @@ the child's own high-water mark), its peak anonymous RSS (sampled ``RssAnon``:
 without the page cache of memory-mapped input, which polars maps and pandas does
 not), the ratios, and both pipelines' counts, which must agree (same protocol). ``--pandas-read whole`` reads each file with one
 ``pd.read_json`` call instead, as the plainest script does: every field of every
-line in memory at once, about 20 GB at full size (the issue measured 19.9 GB), so
-run it at full size only on a machine with that to spare. Chunks are what a careful
+line in memory at once (10 GB at ``--scale 0.25`` here; the issue measured 19.9 GB
+at full size with its pandas), so run it at full size only on a machine with that
+to spare. Chunks are what a careful
 pandas user writes, and they make the comparison harder for r2bench, not easier.
 
     python bench/prepare_amazon.py                      # full size (several minutes)
@@ -183,7 +184,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", choices=("r2bench", "pandas"), default=None)
     ap.add_argument("--pandas-read", choices=("chunks", "whole"), default="chunks",
-                    help="pandas reads each file in chunks of 100k lines (default) or whole (about 20 GB at full size)")
+                    help="pandas reads each file in chunks of 100k lines (default) or whole (10 GB at --scale 0.25)")
     ap.add_argument("--plain", action="store_true", help="uncompressed .jsonl raw files (as the Hugging Face hub has them)")
     ap.add_argument("--work", default=None, help="folder for the generated raw files (kept, reused)")
     ap.add_argument("--pandas-child", nargs=2, metavar=("RAW", "OUT"), help=argparse.SUPPRESS)
