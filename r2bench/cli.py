@@ -14,8 +14,8 @@ import logging
 import pkgutil
 import sys
 
-from r2bench import __version__
 from r2bench.errors import R2BenchError
+from r2bench.version import __version__
 
 
 def _command_modules():

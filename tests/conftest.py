@@ -12,6 +12,25 @@ from tests.server_fixtures import _llama_server_alive, llama_server, pytest_runt
 os.environ.setdefault("R2BENCH_PROGRESS", "0")
 
 
+def _no_cuda_reason() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return "gpu test: torch is not installed"
+    if not torch.cuda.is_available():
+        return f"gpu test: CUDA is not available (torch {torch.__version__}, CUDA build {torch.version.cuda})"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped, with the reason, where CUDA is missing (never reported as passed)."""
+    gpu = [item for item in items if item.get_closest_marker("gpu") is not None]
+    reason = _no_cuda_reason() if gpu else None
+    if reason:
+        for item in gpu:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Every test gets its own R2BENCH_HOME and runs directory; nothing touches ~/.cache."""

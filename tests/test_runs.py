@@ -10,7 +10,8 @@ import pytest
 
 from r2bench.errors import R2BenchError
 from r2bench.methods import BaseMethod
-from r2bench.runs import load_run, run_method
+from r2bench.pipeline import run_method
+from r2bench.runs import load_run
 
 
 def test_run_artifact_and_provenance(tiny_benchmark, tmp_path):
@@ -33,7 +34,7 @@ def test_run_artifact_and_provenance(tiny_benchmark, tmp_path):
     assert scores.schema == {"instance_id": pl.Int64, "item_id": pl.String, "score": pl.Float64}
     assert scores.height == tiny_benchmark.split("test").height * 20
     run = load_run(path)
-    assert run.metrics(evaluate=False).height == tiny_benchmark.split("test").height
+    assert run.metrics.height == tiny_benchmark.split("test").height
 
 
 def test_run_ids_are_unique(tiny_benchmark, tmp_path):
@@ -56,7 +57,7 @@ def test_limit_and_random_is_stable_under_limit(tiny_benchmark, tmp_path):
     ids = tiny_benchmark.split("val")["instance_id"].head(2).to_list()
     assert part_run.meta["limit"] == 2 and part_run.meta["n_instances"] == 2
     assert sorted(part_run.scores["instance_id"].unique().to_list()) == ids
-    assert part_run.metrics(evaluate=False).height == 2
+    assert part_run.metrics.height == 2
     joined = part_run.scores.join(full, on=["instance_id", "item_id"])
     assert joined.height == 40 and (joined["score"] == joined["score_right"]).all()
     other_seed = load_run(run_method("random", tiny_benchmark.path, split="val", out=tmp_path, seed=6, limit=2))
@@ -74,7 +75,7 @@ def test_perturbation_is_recorded_and_order_free(tiny_benchmark, tmp_path):
     assert pert.meta["perturbation"] == {"name": "reverse-candidates"}
     assert "reverse-candidates" in pert.label
     # popularity is pointwise: same metrics whatever the candidate order
-    assert base.metrics()["ndcg@10"].equals(pert.metrics()["ndcg@10"])
+    assert base.metrics["ndcg@10"].equals(pert.metrics["ndcg@10"])
 
 
 def test_perturbation_must_keep_instances(tiny_benchmark, tmp_path):

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-HELP = "analyses: cold-start, history-length, position, history-shuffle, truncation, candidate-shuffle, transfer"
+from r2bench.analyses.registry import ANALYSES
+
+# built-in names only: reading installed packages' entry points at start-up would slow down every command
+HELP = "analyses: " + ", ".join(ANALYSES.in_order(entry_points=False))
 DESCRIPTION = (
     "Run one analysis. From existing runs: `r2bench analyze cold-start --runs runs/A runs/B` (folders of runs work "
     "too). Or let r2bench make the runs it needs: `r2bench analyze position --method popularity,sasrec --dataset "
@@ -43,7 +46,7 @@ def add_common(parser) -> None:
 
 
 def options_from(args):
-    from r2bench.analyses.suite import Options
+    from r2bench.analyses.base import Options
 
     return Options(metric=args.metric, reference=args.reference, n_bins=args.bins, fixed_edges=tuple(args.fixed_edges),
                    length_edges=tuple(args.length_edges), positions=tuple(args.positions), n_shuffles=args.shuffles,
@@ -67,9 +70,8 @@ def command_line() -> str:
 
 
 def add_arguments(parser) -> None:
-    from r2bench.analyses.names import ANALYSES
-
-    parser.add_argument("analysis", choices=ANALYSES, help="which analysis")
+    parser.add_argument("analysis", help="which analysis: " + ", ".join(ANALYSES.in_order(entry_points=False))
+                        + " (or one another package registers)")
     parser.add_argument("--runs", nargs="+", default=None, metavar="RUN",
                         help="existing run folders (or folders of runs) to analyse instead of making new runs")
     parser.add_argument("--method", action="append", default=[], metavar="M",
@@ -85,15 +87,17 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    import sys
     from pathlib import Path
 
     from r2bench.analyses import suite
-    from r2bench.analyses.runs_io import load_runs
+    from r2bench.analyses.registry import get_analysis
     from r2bench.config import parse_set_args
     from r2bench.errors import R2BenchError
 
+    analysis = get_analysis(args.analysis)
     opts = options_from(args)
-    out = Path(args.out) if args.out else default_out(args.analysis)
+    out = Path(args.out) if args.out else default_out(analysis.name)
     methods = [m.strip() for item in args.method for m in item.split(",") if m.strip()]
     skipped: list[dict] = []
     if args.runs:
@@ -102,27 +106,17 @@ def run(args) -> int:
         paths = args.runs
     else:
         if not methods or not args.dataset:
-            raise R2BenchError(f"analyze {args.analysis}: give --runs RUN..., or --method M and --dataset D")
-        overrides = parse_set_args(args.set)
-        if args.analysis == "transfer":
-            if len(args.dataset) < 2:
-                raise R2BenchError("analyze transfer needs at least two --dataset")
-            paths, skipped = suite.make_transfer_runs(methods, args.dataset, opts, out / "runs", args.limit,
-                                                      overrides, command_line())
-        else:
-            if len(args.dataset) > 1:
-                raise R2BenchError(f"analyze {args.analysis} takes one --dataset")
-            from r2bench.data.benchmark import load_benchmark
-
-            bench = load_benchmark(args.dataset[0])
-            paths = suite.make_runs(args.analysis, methods, bench, opts, out / "runs", args.limit, args.base_limit,
-                                    overrides, args.config, command_line())
-    runs = load_runs(paths)
-    result = suite.analyze_runs(args.analysis, runs, out, opts, skipped=skipped)
+            raise R2BenchError(f"analyze {analysis.name}: give --runs RUN..., or --method M and --dataset D")
+        if analysis.several_datasets and len(args.dataset) < 2:
+            raise R2BenchError(f"analyze {analysis.name} needs at least two --dataset")
+        if not analysis.several_datasets and len(args.dataset) > 1:
+            raise R2BenchError(f"analyze {analysis.name} takes one --dataset")
+        paths, skipped = suite.make_runs(analysis, methods, args.dataset, opts, out / "runs", args.limit,
+                                         args.base_limit, parse_set_args(args.set), args.config, command_line())
+    runs = suite.load_runs(paths)
+    result = suite.analyze_runs(analysis.name, runs, out, opts, skipped=skipped)
     result.write(out)
     print(result.markdown(image_dir=out))
-    import sys
-
     for note in result.notes:
         if note.startswith("VIOLATION"):
             print(f"r2bench analyze: warning: {note}", file=sys.stderr)

@@ -25,9 +25,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from r2bench.report.build import collect_runs, make_report
+    from r2bench.report.build import make_report
+    from r2bench.runs import load_runs
 
-    runs = collect_runs(args.runs)
+    runs = load_runs(args.runs)
     sections = ()
     if args.analyses:
         from r2bench.analyses import report_sections

@@ -9,31 +9,15 @@ or which other users are in the data.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from r2bench.progress import bar
+from r2bench.stablehash import stable_hash64, stable_hashes  # noqa: F401  (re-exported: data.build uses them)
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 DRAW_CHUNK = 1 << 14  # instances per batch of draws: small enough for the temporaries to stay in cache
-
-
-def stable_hash64(*parts: object) -> int:
-    """A 64-bit hash of the parts that is the same on every machine and run."""
-    text = "\x1f".join(str(p) for p in parts)
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
-
-
-def stable_hashes(prefix: tuple[object, ...], values: list[str]) -> np.ndarray:
-    """:func:`stable_hash64` of ``(*prefix, v)`` for every value, as uint64."""
-    head = "\x1f".join(str(p) for p in prefix) + "\x1f"
-    out = np.empty(len(values), dtype=np.uint64)
-    for i, v in enumerate(values):
-        out[i] = int.from_bytes(hashlib.blake2b((head + v).encode("utf-8"), digest_size=8).digest(), "little")
-    return out
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:

@@ -23,12 +23,13 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from r2bench import __version__, paths
+from r2bench import paths
 from r2bench.atomic import atomic_path, canonical_json, sha256_text, write_text
 from r2bench.data.benchmark import FILES, LATEST
 from r2bench.data.build import Built
 from r2bench.data.fingerprint import ENCODING, table_digest
 from r2bench.errors import R2BenchError
+from r2bench.version import __version__
 
 # /2: content fingerprints (per-table digests of the rows); /1 hashed the parquet bytes.
 MANIFEST_SCHEMA = "r2bench.benchmark/2"

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from r2bench import __version__
 from r2bench.errors import R2BenchError
 from r2bench.leaderboard import safety
 from r2bench.leaderboard.board import (
@@ -16,6 +15,7 @@ from r2bench.leaderboard.board import (
 from r2bench.leaderboard.schema import (
     ENTRY_SCHEMA, PARQUET_FORMAT, STATED_METRICS, dump_entry, encode_scores, scores_file_name,
 )
+from r2bench.version import __version__
 
 #: run.json keys copied into the entry (benchmark_path is left out: it is a local path).
 RUN_KEYS = ("run_id", "method", "label", "config", "seed", "command", "git_commit", "r2bench_version",
@@ -124,7 +124,9 @@ def _ensure_board(folder: Path, run: Any) -> Any:
 
 def stated_metrics(run: Any) -> dict[str, float]:
     """Mean metrics of the run as its own evaluator computed them (metrics.parquet)."""
-    metrics = run.metrics(evaluate=True)
+    from r2bench.eval.evaluate import run_metrics
+
+    metrics = run_metrics(run)
     return {m: round(float(metrics[m].mean()), 8) for m in STATED_METRICS if m in metrics.columns}
 
 
@@ -199,7 +201,7 @@ def submit_run(
     if big is None and side.exists():
         side.unlink()  # a replaced entry that used to be large
     if render:
-        from r2bench.leaderboard.render import render_all
+        from r2bench.leaderboard.publish import render_all
 
         render_all(Path(root))
     return entry_path

@@ -12,48 +12,20 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from r2bench.errors import R2BenchError
+from r2bench.eval.validate import duplicate_pairs, first_few, instance_mismatch, nonfinite_rows
 from r2bench.leaderboard import safety
 from r2bench.leaderboard.board import BOARD_FILE, SPLIT, Board, board_dirs, candidate_set_hash, load_board
 from r2bench.leaderboard.schema import (
-    CARD_FIELDS, ENTRY_SCHEMA, METRIC_TOLERANCE, REQUIRED_METRICS, STATED_METRICS, TOP_FIELDS,
-    decode_scores, first_few, scores_file_name, scores_fingerprint,
+    CARD_FIELDS, ENTRY_SCHEMA, METRIC_TOLERANCE, REQUIRED_METRICS, STATED_METRICS, TOP_FIELDS, Entry, decode_scores,
+    scores_file_name, scores_fingerprint,
 )
-
-
-@dataclass
-class Entry:
-    """A parsed entry; ``metrics`` (per instance, board order) is set only when the scores are valid."""
-
-    path: Path
-    raw: dict[str, Any]
-    scores: pl.DataFrame | None = None
-    metrics: dict[str, np.ndarray] | None = None
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def slug(self) -> str:
-        return str(self.raw.get("slug", self.path.stem))
-
-    @property
-    def card(self) -> dict[str, Any]:
-        card = self.raw.get("method_card")
-        return card if isinstance(card, dict) else {}
-
-    @property
-    def name(self) -> str:
-        return str(self.card.get("name", self.slug))
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems and self.metrics is not None
+from r2bench.leaderboard.scoring import means, recompute_metrics
 
 
 def _check_card(card: Any) -> list[str]:
@@ -91,17 +63,15 @@ def _check_scores(entry: Entry, board: Board) -> list[str]:
     if scores is None:
         return problems
     long = scores.frame
-    bad = long.filter(~pl.col("score").is_finite())
+    bad = nonfinite_rows(long)
     if bad.height:
         ids = bad["instance_id"].unique(maintain_order=True).to_list()
         problems.append(f"{bad.height} non-finite or non-numeric score(s) (NaN, inf, null) in instance(s) {first_few(ids)}")
-    dup = long.group_by("instance_id", "item_id").len().filter(pl.col("len") > 1).sort("instance_id")
+    dup = duplicate_pairs(long)
     if dup.height:
-        problems.append(f"duplicate candidates in instance(s) {first_few(dup['instance_id'].unique(maintain_order=True).to_list())}")
-    have = set(long["instance_id"].unique().to_list())
+        problems.append(f"duplicate candidates in instance(s) {first_few(dup['instance_id'].unique().sort().to_list())}")
     want = board.position()
-    extra = sorted(i for i in have if i not in want)
-    missing = [i for i in board.instance_ids.tolist() if i not in have]
+    extra, missing = instance_mismatch(long, board.instance_ids.tolist())
     if extra:
         problems.append(f"{len(extra)} instance(s) not in the board's test split: {first_few(extra)}")
     if missing:
@@ -146,8 +116,6 @@ def _check_stated(entry: Entry, recomputed: dict[str, float]) -> list[str]:
 
 def check_entry(path: Path, board: Board, raw: dict[str, Any] | None = None) -> Entry:
     """Parse and validate one entry file (or an already-built dict) against ``board``."""
-    from r2bench.leaderboard.scoring import means, recompute_metrics
-
     entry = Entry(path=path, raw={})
     if raw is None:
         try:

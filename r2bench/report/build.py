@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import html as _html
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,10 @@ from typing import Any
 import polars as pl
 
 from r2bench.errors import R2BenchError
-from r2bench.eval.significance import TABLE_METRICS, CompareOptions, compare_runs, run_labels
 from r2bench.report import tables as T
+from r2bench.report.compare import TABLE_METRICS, CompareOptions, compare_runs
+from r2bench.report.render import frame_to_html, frame_to_latex, frame_to_markdown, tex_escape
+from r2bench.runs import run_labels
 
 FORMATS = ("md", "latex", "html", "csv")
 _EXT = {"md": "md", "latex": "tex", "html": "html", "csv": "csv"}
@@ -43,25 +45,6 @@ class Report:
     markdown: str
     files: dict[str, Path] = field(default_factory=dict)
     images: list[Path] = field(default_factory=list)
-
-
-def collect_runs(paths: Iterable[str | Path]):
-    """Load runs from run folders / run ids, expanding a folder of runs (e.g. ``runs/``)."""
-    from r2bench.runs import RUN_JSON, load_run
-
-    runs = []
-    for p in paths:
-        p = Path(p)
-        if p.is_dir() and not (p / RUN_JSON).is_file():
-            subs = sorted(d for d in p.iterdir() if (d / RUN_JSON).is_file())
-            if not subs:
-                raise R2BenchError(f"{p} is neither a run folder nor a folder of runs")
-            runs.extend(load_run(d) for d in subs)
-        else:
-            runs.append(load_run(p))
-    if not runs:
-        raise R2BenchError("no runs given")
-    return runs
 
 
 def _info_columns(info: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +73,7 @@ def _info_columns(info: dict[str, Any]) -> dict[str, Any]:
 
 def run_details(runs: Sequence[Any]) -> pl.DataFrame:
     """One row per run: label, dataset, split, instances, seed, timings and info columns."""
-    labels = run_labels(runs)
+    labels = run_labels(runs, "report")
     rows = []
     for r, label in zip(runs, labels):
         t = r.meta.get("timings") or {}
@@ -117,7 +100,7 @@ def _section_md(s: Section, rel: Path) -> str:
     if s.text:
         parts.append(s.text)
     if isinstance(s.table, pl.DataFrame):
-        parts.append(T.frame_to_markdown(s.table))
+        parts.append(frame_to_markdown(s.table))
     elif isinstance(s.table, str):
         parts.append(s.table)
     for img in s.images:
@@ -133,11 +116,11 @@ def _relpath(p: Path, base: Path) -> str:
 
 
 def _section_tex(s: Section) -> str:
-    parts = [rf"\section*{{{T.tex_escape(s.title)}}}"]
+    parts = [rf"\section*{{{tex_escape(s.title)}}}"]
     if s.text:
-        parts.append(T.tex_escape(s.text))
+        parts.append(tex_escape(s.text))
     if isinstance(s.table, pl.DataFrame):
-        parts.append(T.frame_to_latex(s.table))
+        parts.append(frame_to_latex(s.table, floating=False))
     elif isinstance(s.table, str):
         parts.append(r"\begin{verbatim}" + "\n" + s.table + "\n" + r"\end{verbatim}")
     for img in s.images:
@@ -155,7 +138,7 @@ def _section_html(s: Section) -> str:
     if s.text:
         parts.append(f"<p>{_html.escape(s.text)}</p>")
     if isinstance(s.table, pl.DataFrame):
-        parts.append(T.frame_to_html(s.table))
+        parts.append(frame_to_html(s.table))
     elif isinstance(s.table, str):
         parts.append(f"<pre>{_html.escape(s.table)}</pre>")
     parts += [_img_tag(p) for p in s.images]

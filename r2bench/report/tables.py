@@ -1,10 +1,10 @@
-"""The paper's Table 2 layout and its renderers (Markdown, LaTeX, HTML).
+"""The paper's Table 2 layout and its renderers (Markdown, LaTeX, HTML; escaping from :mod:`r2bench.report.render`).
 
 Rows are methods in groups (sanity / conventional / LLM-based / R2Rank / other),
 columns are datasets x NDCG@1/5/10; the best value of each column is bold and a
 significance marker († p<0.05, ‡ p<0.01, § p<0.001) follows the values that differ
 significantly from what they were compared with (see
-:func:`r2bench.eval.significance.compare_runs`). The CSV output is the tidy
+:func:`r2bench.report.compare.compare_runs`). The CSV output is the tidy
 comparison frame itself.
 """
 
@@ -14,6 +14,8 @@ import html as _html
 from dataclasses import dataclass, field
 
 import polars as pl
+
+from r2bench.report.render import md_escape, tex_escape
 
 #: method name -> display group; methods not listed fall into "Other"
 GROUP_ORDER = ("Sanity baselines", "Conventional recommenders", "LLM-based", "R2Rank", "Other")
@@ -109,19 +111,13 @@ def to_markdown(table: Table) -> str:
     for group, rows in table.groups:
         lines.append("| *" + group + "* |" + " |" * len(table.columns))
         for label, cells in rows:
-            lines.append("| " + " | ".join([label.replace("|", "\\|")] + [_cell_md(c) for c in cells]) + " |")
+            lines.append("| " + " | ".join([md_escape(label)] + [_cell_md(c) for c in cells]) + " |")
     if table.caption:
         lines += ["", table.caption]
     return "\n".join(lines)
 
 
 _TEX_MARK = {"†": r"$^{\dagger}$", "‡": r"$^{\ddagger}$", "§": r"$^{\S}$"}
-_TEX_ESC = str.maketrans({"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                          "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"})
-
-
-def tex_escape(text: str) -> str:
-    return str(text).translate(_TEX_ESC)
 
 
 def _cell_tex(c: Cell) -> str:
@@ -178,40 +174,5 @@ def to_html(table: Table) -> str:
         for label, cells in rows:
             h.append(f"<tr><td>{_html.escape(label)}</td>" + "".join(f"<td>{_cell_html(c)}</td>" for c in cells)
                      + "</tr>")
-    h.append("</tbody></table>")
-    return "\n".join(h)
-
-
-def frame_to_markdown(df: pl.DataFrame, digits: int = 4) -> str:
-    """Any small frame as a Markdown table (floats rounded)."""
-    def fmt(v):
-        if v is None:
-            return ""
-        if isinstance(v, float):
-            return f"{v:.{digits}f}"
-        return str(v).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join(["---"] * len(df.columns)) + "|"]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.iter_rows()]
-    return "\n".join(lines)
-
-
-def frame_to_latex(df: pl.DataFrame, digits: int = 4) -> str:
-    def fmt(v):
-        return "" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else tex_escape(str(v)))
-
-    out = [r"\begin{tabular}{" + "l" * len(df.columns) + "}", r"\toprule",
-           " & ".join(tex_escape(c) for c in df.columns) + r" \\", r"\midrule"]
-    out += [" & ".join(fmt(v) for v in row) + r" \\" for row in df.iter_rows()]
-    out += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(out)
-
-
-def frame_to_html(df: pl.DataFrame, digits: int = 4) -> str:
-    def fmt(v):
-        return "" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else _html.escape(str(v)))
-
-    h = ["<table><thead><tr>" + "".join(f"<th>{_html.escape(c)}</th>" for c in df.columns) + "</tr></thead><tbody>"]
-    h += ["<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in df.iter_rows()]
     h.append("</tbody></table>")
     return "\n".join(h)

@@ -17,8 +17,7 @@ import pytest
 
 from r2bench.analyses import perturb as P
 from r2bench.analyses.execute import MethodRunner
-from r2bench.analyses.runs_io import load_runs
-from r2bench.analyses.suite import Options, analyze_runs
+from r2bench.analyses.suite import Options, analyze_runs, load_runs
 from r2bench.methods import BaseMethod
 
 
@@ -163,7 +162,8 @@ def test_stratified_from_runs(bench, runs_dir, tmp_path):
 
 def test_report_sections_plug_into_make_report(bench, runs_dir, tmp_path):
     from r2bench.analyses.suite import report_sections
-    from r2bench.report.build import collect_runs, make_report
+    from r2bench.report.build import make_report
+    from r2bench.runs import load_runs as collect_runs
 
     paths = []
     for m in ("random", "popularity"):

@@ -11,15 +11,15 @@ import pytest
 
 from r2bench.errors import R2BenchError
 from r2bench.eval.significance import (
-    CompareOptions,
     bootstrap_ci,
-    compare_runs,
     holm,
     marker,
     paired_bootstrap_ci,
     wilcoxon_p,
 )
-from r2bench.runs import load_run, run_method
+from r2bench.pipeline import run_method
+from r2bench.report.compare import CompareOptions, compare_runs
+from r2bench.runs import load_run
 
 
 def test_markers():

@@ -76,7 +76,7 @@ def test_hostile_url_refused(lb_root, lb_runs):
 
 
 def test_val_split_and_limited_runs_refused(tiny_benchmark_path, tmp_path):
-    from r2bench.runs import run_method
+    from r2bench.pipeline import run_method
 
     val = run_method("popularity", tiny_benchmark_path, split="val", out=tmp_path / "runs")
     with pytest.raises(R2BenchError, match="on the 'val' split; only 'test'-split runs"):
@@ -89,7 +89,7 @@ def test_val_split_and_limited_runs_refused(tiny_benchmark_path, tmp_path):
 
 def test_run_on_another_benchmark_refused(lb_root, tmp_path):
     from r2bench.data.synthetic import make_synthetic_benchmark
-    from r2bench.runs import run_method
+    from r2bench.pipeline import run_method
 
     other = make_synthetic_benchmark(tmp_path / "other", n_users=40, n_items=50, seed=7)  # same dataset name
     run = run_method("popularity", other, out=tmp_path / "runs")
