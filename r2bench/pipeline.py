@@ -57,6 +57,38 @@ def build_method(method: Any, seed: int = 0, overrides: dict[str, Any] | None = 
     return method, cls(config, seed)
 
 
+def default_config(config_cls: type) -> dict[str, Any] | None:
+    """The default values of a method's ``Config`` class (None when it cannot be built without arguments)."""
+    from r2bench.config import config_to_dict
+
+    try:
+        return config_to_dict(config_cls())
+    except Exception:  # noqa: BLE001 - a third-party config with required fields: defaults unknown
+        return None
+
+
+def method_defaults(method: str) -> dict[str, Any] | None:
+    """The default config of the registered method ``method`` (None when unknown or not importable)."""
+    try:
+        return default_config(method_name_and_class(method)[1].Config)
+    except Exception:  # noqa: BLE001 - an unregistered or uninstallable method: no defaults
+        return None
+
+
+def config_changes(config: dict[str, Any], defaults: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The keys of ``config`` whose value differs from ``defaults``, in config order (run.json's
+    ``config_changes``, which labels show: ``item-cooccurrence window=3``); None without defaults."""
+    import json
+
+    if defaults is None:
+        return None
+
+    def norm(v: Any) -> str:  # tuples and lists, as run.json stores them, compare equal
+        return json.dumps(v, sort_keys=True, default=str)
+
+    return {k: v for k, v in config.items() if k not in defaults or norm(defaults[k]) != norm(v)}
+
+
 def run_method(
     method: Any,
     dataset: Any,
@@ -145,11 +177,13 @@ def run_method(
 
     artifacts = model.artifacts() or {}
     config = getattr(model, "config", None)
+    config_dict = config_to_dict(config) if config is not None else {}
     meta = {
         "schema": SCHEMA,
         "method": name,
         "label": label,
-        "config": config_to_dict(config) if config is not None else {},
+        "config": config_dict,
+        "config_changes": config_changes(config_dict, default_config(type(config)) if config is not None else {}),
         "seed": seed,
         "dataset": bench.name,
         "benchmark_fingerprint": bench.fingerprint,

@@ -16,8 +16,10 @@ A run is a folder ``<out>/<run-id>/`` holding
 This module is the format only: reading (:func:`load_run`, :class:`Run`), writing
 (:func:`write_run`, atomic: the folder appears complete or not at all), naming
 (:func:`make_run_id`), expanding folders of runs (:func:`expand_runs`) and display
-labels (:func:`run_labels`). It imports nothing above ``r2bench.data``; making runs
-is :mod:`r2bench.pipeline`, evaluating them :mod:`r2bench.eval.evaluate`.
+labels (:func:`run_labels`), and what makes runs comparable (:func:`comparison_key`: the
+same benchmark, split and set of scored instances). It imports nothing above
+``r2bench.data``; making runs is :mod:`r2bench.pipeline`, evaluating them
+:mod:`r2bench.eval.evaluate`.
 """
 
 from __future__ import annotations
@@ -121,15 +123,32 @@ class Run:
         return None if ids is None else [int(i) for i in ids]
 
     @property
+    def created_at(self) -> str:
+        return str(self.meta.get("created_at") or "")
+
+    @property
+    def config_changes(self) -> dict[str, Any] | None:
+        """The config keys whose value differs from the method's defaults (recorded by the
+        pipeline when the run was made; None for runs made before it recorded them)."""
+        changes = self.meta.get("config_changes")
+        return dict(changes) if isinstance(changes, dict) else None
+
+    @property
+    def base_label(self) -> str:
+        """``--label``, else the method plus the config keys that differ from its defaults
+        (``item-cooccurrence window=3``), plus ``(trained on D)`` for a transfer run."""
+        label = self.meta.get("label") or describe_config(self.method, self.config_changes or {})
+        if self.train_on:
+            label += f" (trained on {self.train_on.get('dataset')})"
+        return label
+
+    @property
     def default_label(self) -> str:
-        """The run's own display name: ``--label`` or the method, plus a marker for
-        transfer and perturbed runs."""
-        label = self.meta.get("label") or self.method
-        if self.meta.get("train_on"):
-            label += f" (trained on {self.meta['train_on'].get('dataset')})"
-        if self.meta.get("perturbation"):
-            p = self.meta["perturbation"]
-            label += f" [{p.get('name', 'perturbed') if isinstance(p, dict) else p}]"
+        """The run's name when shown alone: :attr:`base_label`, plus ``[<perturbation>]``."""
+        label = self.base_label
+        p = self.meta.get("perturbation")
+        if p:
+            label += f" [{p.get('name') or p.get('kind') or 'perturbed' if isinstance(p, dict) else p}]"
         return label
 
     @property
@@ -154,6 +173,30 @@ class Run:
         if not f.is_file():
             raise R2BenchError(f"run {self.path} is not evaluated yet: run `r2bench evaluate {self.path}`")
         return _int64_ids(pl.read_parquet(f))
+
+    @cached_property
+    def instance_ids(self) -> tuple[int, ...]:
+        """The ids of the instances the run scored, sorted (from ``scores.parquet``)."""
+        f = self.path / SCORES_FILE
+        if not f.is_file():
+            raise RunValidationError(f"run {self.path}: no {SCORES_FILE}")
+        ids = pl.read_parquet(f, columns=["instance_id"])["instance_id"].unique().sort()
+        return tuple(int(i) for i in ids.to_list())
+
+    @cached_property
+    def instance_set(self) -> str:
+        """A 12-hex digest of :attr:`instance_ids`: runs compare only on equal sets."""
+        return hashlib.sha256(",".join(map(str, self.instance_ids)).encode()).hexdigest()[:12]
+
+    @cached_property
+    def scores_digest(self) -> str:
+        """A digest of the scores (sorted by instance and item): equal digests, identical runs."""
+        s = self.scores.sort("instance_id", "item_id")
+        h = hashlib.sha256()
+        h.update(s["instance_id"].to_numpy().astype(np.int64).tobytes())
+        h.update("\x1f".join(s["item_id"].to_list()).encode())
+        h.update(s["score"].to_numpy().astype(np.float64).tobytes())
+        return h.hexdigest()
 
     def table(self, name: str) -> pl.DataFrame:
         """An extra table stored by the method (e.g. ``rationales``)."""
@@ -198,6 +241,8 @@ def load_run(path: str | Path) -> Run:
     """Load a run folder, given its path or its run id under the runs directory."""
     p = _resolve(Path(path).expanduser())
     f = p / RUN_JSON
+    if not p.exists():
+        raise R2BenchError(f"no such run: {path} is neither a folder nor a run id under {paths.runs_dir()}")
     if not f.is_file():
         raise R2BenchError(f"{p} is not a run folder (no {RUN_JSON})")
     try:
@@ -236,39 +281,90 @@ def load_runs(items: Iterable[str | Path]) -> list[Run]:
     return runs
 
 
-def run_labels(runs: Sequence[Run], scheme: str = "report") -> list[str]:
-    """Display labels of ``runs`` side by side (one per run, in order).
+#: config keys that change how a method runs but never its scores (left out of labels)
+OPERATIONAL_KEYS = frozenset({
+    "concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s", "max_retry_after_s",
+    "cache", "cache_path", "api_key_env", "threads", "price_input_per_1m", "price_output_per_1m",
+    "instances_per_batch",  # r2rank: how many instances share a decoding batch (same scores to 1e-4)
+})
 
-    ``scheme="report"``: each run's :attr:`Run.default_label`; runs sharing one on the
-    same dataset get ``(seed S, <last 6 characters of the run id>)`` appended.
 
-    ``scheme="analysis"``: the method; when runs of one method differ in anything but
-    their perturbation (config, seed, benchmark, training benchmark), every run of that
-    method gets ``[<run id>]`` appended. A run and its perturbed copies therefore share
-    a label, which is how the analyses pair them.
+def _value_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return str(value)
+
+
+def describe_config(method: str, changes: dict[str, Any]) -> str:
+    """``method key=value ...`` for the config keys that differ from the defaults (in run.json's key order)."""
+    parts = [f"{k}={_value_text(v)}" for k, v in changes.items() if k not in OPERATIONAL_KEYS]
+    return " ".join([method, *parts])
+
+
+def comparison_key(run: Run) -> tuple[str, str, str, str]:
+    """(dataset, fingerprint, split, instance set): runs compare only when these are equal."""
+    return (run.dataset, run.fingerprint, run.split, run.instance_set)
+
+
+def _peer_changes(runs: Sequence[Run]) -> dict[int, dict[str, Any]]:
+    """For runs that recorded no ``config_changes``: the config keys whose values differ
+    among the runs of the same method here (the method's defaults are not known)."""
+    by_method: dict[str, list[int]] = {}
+    for i, r in enumerate(runs):
+        if r.config_changes is None:
+            by_method.setdefault(r.method, []).append(i)
+    out: dict[int, dict[str, Any]] = {}
+    for idxs in by_method.values():
+        configs = [runs[i].meta.get("config") or {} for i in idxs]
+        keys = [k for k in dict.fromkeys(k for c in configs for k in c)
+                if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in configs}) > 1]
+        for i, c in zip(idxs, configs):
+            out[i] = {k: c.get(k) for k in keys}
+    return out
+
+
+def run_labels(runs: Sequence[Run], group: Any = comparison_key) -> list[str]:
+    """Display labels of ``runs`` shown together (one per run, in order): the one labelling
+    of reports, analyses and plots.
+
+    A run's label is its ``--label``, else its method plus the config keys that differ from
+    the method's defaults (``item-cooccurrence window=3``; see :attr:`Run.base_label`).
+    ``seed=S`` is appended to every run of a label when, within one group (``group(run)``,
+    by default :func:`comparison_key`), runs of that label differ in seed. Runs that still
+    share a label within a group and perturbation get their creation time, then their run
+    id. The perturbation is not part of the label: a run and its perturbed copies share
+    it, which is how the analyses pair them.
     """
-    if scheme == "report":
-        labels = [r.default_label for r in runs]
-        seen: dict[tuple[str, str], int] = {}
-        for r, lab in zip(runs, labels):
-            seen[(r.dataset, lab)] = seen.get((r.dataset, lab), 0) + 1
-        return [f"{lab} (seed {r.meta.get('seed')}, {r.run_id[-6:]})" if seen[(r.dataset, lab)] > 1 else lab
-                for r, lab in zip(runs, labels)]
-    if scheme == "analysis":
-        identities: dict[str, set[str]] = {}
-        for r in runs:
-            key = json.dumps([r.meta.get("config"), r.meta.get("seed"), r.fingerprint, r.meta.get("train_on")],
-                             sort_keys=True, default=str)
-            identities.setdefault(r.method, set()).add(key)
-        return [r.method if len(identities[r.method]) == 1 else f"{r.method} [{r.run_id}]" for r in runs]
-    raise ValueError(f"unknown labelling scheme {scheme!r}; expected 'report' or 'analysis'")
+    peer = _peer_changes(runs)
+    bases = []
+    for i, r in enumerate(runs):
+        if i in peer and not r.meta.get("label"):
+            base = describe_config(r.method, peer[i])
+            bases.append(base + (f" (trained on {r.train_on.get('dataset')})" if r.train_on else ""))
+        else:
+            bases.append(r.base_label)
+    keys = [group(r) for r in runs]
+    seeds: dict[tuple[Any, str], set[str]] = {}
+    for r, k, b in zip(runs, keys, bases):
+        seeds.setdefault((k, b), set()).add(str(r.meta.get("seed")))
+    with_seed = {b for (_, b), s in seeds.items() if len(s) > 1}
+    labels = [f"{b} seed={r.meta.get('seed')}" if b in with_seed else b for r, b in zip(runs, bases)]
+    for suffix in (lambda r: r.created_at.replace("T", " ")[:19], lambda r: r.run_id):
+        slot: dict[tuple[Any, str, str], int] = {}
+        for r, k, lab in zip(runs, keys, labels):
+            key = (k, lab, json.dumps(r.perturbation, sort_keys=True, default=str))
+            slot[key] = slot.get(key, 0) + 1
+        labels = [f"{lab} ({suffix(r)})" if slot[(k, lab, json.dumps(r.perturbation, sort_keys=True, default=str))] > 1
+                  else lab for r, k, lab in zip(runs, keys, labels)]
+    return labels
 
 
-def label_runs(runs: Sequence[Run], scheme: str = "analysis") -> list[Run]:
-    """Set :attr:`Run.display_label` from :func:`run_labels` on runs that have none yet; returns ``runs``."""
-    for r, lab in zip(runs, run_labels(runs, scheme)):
-        if r.display_label is None:
-            r.display_label = lab
+def label_runs(runs: Sequence[Run], group: Any = comparison_key) -> list[Run]:
+    """Set :attr:`Run.display_label` of every run from :func:`run_labels`; returns ``runs``."""
+    for r, lab in zip(runs, run_labels(runs, group)):
+        r.display_label = lab
     return list(runs)
 
 

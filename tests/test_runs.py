@@ -44,11 +44,14 @@ def test_run_ids_are_unique(tiny_benchmark, tmp_path):
     assert not (a / "metrics.parquet").exists()
 
 
-def test_load_run_by_id_under_runs_dir(tiny_benchmark):
+def test_load_run_by_id_under_runs_dir(tiny_benchmark, tmp_path):
     path = run_method("random", tiny_benchmark.path)  # default: $R2BENCH_RUNS (set by conftest)
     assert load_run(path.name).path.resolve() == path.resolve()
-    with pytest.raises(R2BenchError, match="not a run folder"):
+    with pytest.raises(R2BenchError, match="no such run: no-such-run is neither a folder nor a run id under"):
         load_run("no-such-run")
+    (tmp_path / "not-a-run").mkdir()
+    with pytest.raises(R2BenchError, match="not a run folder"):
+        load_run(tmp_path / "not-a-run")
 
 
 def test_limit_and_random_is_stable_under_limit(tiny_benchmark, tmp_path):
@@ -123,3 +126,28 @@ def test_unknown_method_and_config_key(tiny_benchmark, tmp_path):
         run_method("item-cooccurrence", tiny_benchmark.path, out=tmp_path, overrides={"windw": 3})
     with pytest.raises(R2BenchError, match="limit"):
         run_method("random", tiny_benchmark.path, out=tmp_path, limit=0)
+
+
+def test_labels_say_what_differs(tiny_benchmark, tmp_path):
+    from r2bench.runs import run_labels
+
+    d = tiny_benchmark.path
+    base = load_run(run_method("item-cooccurrence", d, out=tmp_path))
+    w3 = load_run(run_method("item-cooccurrence", d, out=tmp_path, overrides={"window": 3, "directed": True}))
+    s1 = load_run(run_method("item-cooccurrence", d, out=tmp_path, seed=1))
+    named = load_run(run_method("random", d, out=tmp_path, label="my baseline"))
+    assert w3.meta["config_changes"] == {"window": 3, "directed": True} and base.meta["config_changes"] == {}
+    assert run_labels([base, w3, named]) == ["item-cooccurrence", "item-cooccurrence directed=true window=3",
+                                             "my baseline"]
+    # the seed only where runs of one label differ in it
+    assert run_labels([base, s1, w3]) == ["item-cooccurrence seed=0", "item-cooccurrence seed=1",
+                                          "item-cooccurrence directed=true window=3"]
+    # same label, same seed, other scores: told apart by creation time, then run id
+    again = load_run(run_method("item-cooccurrence", d, out=tmp_path))
+    a, b = run_labels([base, again])
+    assert a != b and a.startswith("item-cooccurrence (") and b.startswith("item-cooccurrence (")
+    # a run made before run.json recorded config_changes: the keys that differ among its peers
+    for r in (base, w3):
+        del r.meta["config_changes"]
+    assert run_labels([base, w3]) == ["item-cooccurrence directed=false window=5",
+                                      "item-cooccurrence directed=true window=3"]

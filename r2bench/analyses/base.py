@@ -100,6 +100,11 @@ def plot_with(figure: Callable[..., Path]) -> Callable[["AnalysisResult", Path],
     return draw
 
 
+def methods_of(runs: "Sequence[Run]") -> dict[str, str]:
+    """label -> method, for the figures' colours (one per method, :mod:`r2bench.report.style`)."""
+    return {r.label: r.method for r in runs}
+
+
 def base_runs(runs: "Sequence[Run]") -> "list[Run]":
     """Runs that are neither perturbed nor cross-dataset (the in-domain originals)."""
     return [r for r in runs if r.perturbation is None and r.train_on is None]

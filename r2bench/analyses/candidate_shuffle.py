@@ -14,7 +14,7 @@ import polars as pl
 
 from r2bench.analyses import perturb as P
 from r2bench.analyses import plots
-from r2bench.analyses.base import Analysis, has_kind, plot_with
+from r2bench.analyses.base import Analysis, has_kind, methods_of, plot_with
 from r2bench.analyses.pairing import RTOL, aligned, by_label, declared_pointwise, originals_by_label, score_difference
 from r2bench.analyses.result import AnalysisResult
 from r2bench.analyses.stats import mean_ci, wilcoxon_p
@@ -52,7 +52,7 @@ def candidate_shuffle(runs: Sequence[Run], metric: str = "ndcg@10", seed: int = 
             f"{metric.upper()} is shown for the original and the shuffled order with a paired Wilcoxon test.")
     return AnalysisResult("candidate-shuffle", "Candidate shuffling (permutation invariance)", {"invariance": table},
                           text, notes=notes, data={"invariant": {r["method"]: r["permutation_invariant"] for r in rows}},
-                          plot_data={"bars": bars, "metric": metric})
+                          plot_data={"bars": bars, "metric": metric, "method_of": methods_of(runs)})
 
 
 ANALYSIS = Analysis(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from r2bench.analyses import plots, strata
-from r2bench.analyses.base import Analysis, one_benchmark_originals, plot_with
+from r2bench.analyses.base import Analysis, methods_of, one_benchmark_originals, plot_with
 from r2bench.analyses.result import AnalysisResult
 from r2bench.analyses.stratified import improvements, instances_for, originals, per_group, pick_reference, wide
 from r2bench.runs import Run
@@ -53,7 +53,7 @@ def cold_start(runs: Sequence[Run], metric: str = "ndcg@10", n_bins: int = 4,
     return AnalysisResult("cold-start", "Item cold-start", tables, summary, notes=notes,
                           data={"reference": ref, "share_never_seen": never, "n_instances": inst.height},
                           plot_data={"long_bins": long_bins, "long_fixed": long_fixed, "imp": imp, "ref": ref,
-                                     "metric": metric})
+                                     "metric": metric, "method_of": methods_of(base)})
 
 
 ANALYSIS = Analysis(

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from r2bench.analyses import plots, strata
-from r2bench.analyses.base import Analysis, one_benchmark_originals, plot_with
+from r2bench.analyses.base import Analysis, methods_of, one_benchmark_originals, plot_with
 from r2bench.analyses.result import AnalysisResult
 from r2bench.analyses.stratified import instances_for, originals, per_group, wide
 from r2bench.runs import Run
@@ -35,7 +35,8 @@ def history_length(runs: Sequence[Run], metric: str = "ndcg@10",
     return AnalysisResult("history-length", "History length", tables, summary, notes=notes,
                           data={"n_instances": inst.height},
                           plot_data={"long": long, "metric": metric, "xlabel": "history length (items)",
-                                     "title": "Recommendation quality by user history length"})
+                                     "title": "Recommendation quality by user history length",
+                                     "method_of": methods_of(base)})
 
 
 ANALYSIS = Analysis(

@@ -15,7 +15,7 @@ import polars as pl
 
 from r2bench.analyses import perturb as P
 from r2bench.analyses import plots
-from r2bench.analyses.base import Analysis, has_kind, plot_with
+from r2bench.analyses.base import Analysis, has_kind, methods_of, plot_with
 from r2bench.analyses.pairing import aligned, by_label, originals_by_label, score_difference
 from r2bench.analyses.result import AnalysisResult
 from r2bench.errors import R2BenchError
@@ -50,13 +50,16 @@ def history_shuffle(runs: Sequence[Run], metric: str = "ndcg@10") -> AnalysisRes
         if orig is None:
             notes.append(f"{label}: no original (unperturbed) run given, so the original average is n/a")
     table = pl.DataFrame(rows)
-    text = (f"Each test history is permuted with a seeded random permutation ({', '.join(str(r['permutations']) for r in rows)} "
-            f"permutations per method) and the method re-scores the same instances. Avg, Std (ddof = 1) and Range "
+    counts = sorted({r["permutations"] for r in rows})
+    per = (f"{counts[0]} permutations per method" if len(counts) == 1 else
+           "permutations per method: " + ", ".join(f"{r['method']} {r['permutations']}" for r in rows))
+    text = (f"Each test history is permuted with a seeded random permutation ({per}) "
+            f"and the method re-scores the same instances. Avg, Std (ddof = 1) and Range "
             f"are over the permutations' mean {metric.upper()}; Original Avg uses the chronological history on the "
             f"same instances. `scores_unchanged` says whether every candidate's score stayed the same under every permutation.")
     return AnalysisResult("history-shuffle", "History order shuffling", {"shuffle": table}, text, notes=notes,
                           data={"std": {r["method"]: r["std"] for r in rows}},
-                          plot_data={"points": points, "metric": metric})
+                          plot_data={"points": points, "metric": metric, "method_of": methods_of(runs)})
 
 
 ANALYSIS = Analysis(

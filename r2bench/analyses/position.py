@@ -20,7 +20,7 @@ import polars as pl
 
 from r2bench.analyses import perturb as P
 from r2bench.analyses import plots
-from r2bench.analyses.base import Analysis, has_kind, plot_with
+from r2bench.analyses.base import Analysis, has_kind, methods_of, plot_with
 from r2bench.analyses.pairing import aligned, by_label, declared_pointwise, score_difference
 from r2bench.analyses.result import AnalysisResult
 from r2bench.analyses.stats import friedman_p, mean_ci, wilcoxon_p
@@ -77,7 +77,7 @@ def position_bias(runs: Sequence[Run], seed: int = 0) -> AnalysisResult:
                           text, notes=notes,
                           data={"sensitivity": sensitivity,
                                 "invariant": {r["method"]: r["permutation_invariant"] for r in summary_rows}},
-                          plot_data={"dists": dists, "sensitivity": sensitivity})
+                          plot_data={"dists": dists, "sensitivity": sensitivity, "method_of": methods_of(runs)})
 
 
 ANALYSIS = Analysis(

@@ -28,6 +28,13 @@ class AnalysisResult:
     notes: list[str] = field(default_factory=list)  # caveats (small groups, invariance violations...)
     data: dict[str, Any] = field(default_factory=dict)  # machine-readable headline numbers
     plot_data: Any = field(default=None, repr=False)  # what the analysis's ``draw`` needs (not written)
+    #: the comparison it was computed on ("movielens-100k test, all 95 instances") when runs were grouped
+    group: str = ""
+    folder: Path | None = None  # where its files go (a sub-folder per group when there are several)
+
+    @property
+    def heading(self) -> str:
+        return f"{self.title}: {self.group}" if self.group else self.title
 
     def display_tables(self) -> list[tuple[str, pl.DataFrame]]:
         """The tables shown in reports; long forms (``*_long``, ``cells``) are only in the CSV files."""
@@ -46,17 +53,18 @@ class AnalysisResult:
             write_text(out_dir / f"{stem}.tex", frame_to_latex(df, caption=f"{self.title}: {tname}", label=stem) + "\n")
             written[tname] = with_csv
         write_text(out_dir / f"{self.name}.md", self.markdown(image_dir=out_dir))
-        write_json(out_dir / f"{self.name}.json", {"name": self.name, "title": self.title, "data": self.data, "notes": self.notes})
+        write_json(out_dir / f"{self.name}.json", {"name": self.name, "title": self.title, "group": self.group,
+                                                   "data": self.data, "notes": self.notes})
         return written
 
     def markdown(self, image_dir: Path | None = None, level: int = 2) -> str:
         h = "#" * level
-        parts = [f"{h} {self.title}", ""]
+        parts = [f"{h} {self.heading}", ""]
         if self.summary:
             parts += [self.summary.strip(), ""]
         if self.figure is not None:
             rel = self.figure.name if image_dir is None else _relpath(self.figure, image_dir)
-            parts += [f"![{self.title}]({rel})", ""]
+            parts += [f"![{self.heading}]({rel})", ""]
         for tname, df in self.display_tables():
             parts += [f"**{tname.replace('_', ' ')}**", "", frame_to_markdown(df), ""]
         for note in self.notes:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import html
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -31,11 +30,11 @@ import polars as pl
 from r2bench.analyses.base import Options
 from r2bench.analyses.registry import all_analyses, get_analysis
 from r2bench.analyses.result import AnalysisResult
-from r2bench.analyses.suite import analyze_runs
+from r2bench.analyses.suite import analyze_selection, select
 from r2bench.atomic import write_json, write_text
 from r2bench.errors import R2BenchError
-from r2bench.report.render import frame_to_html, frame_to_markdown
-from r2bench.runs import Run, label_runs, load_run
+from r2bench.report.render import frame_to_html, frame_to_markdown, inline_markdown_html
+from r2bench.runs import Run, load_run
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +95,20 @@ def run_study(dataset: str, methods: Sequence[str], out: str | Path, *, limit: i
             except R2BenchError as exc:  # e.g. no full-length history on a small benchmark
                 log.warning("%s: %s skipped: %s", method, spec, exc)
         timings[method] = round(time.perf_counter() - t0, 2)
-    all_runs = label_runs(originals + perturbed, "analysis")
+    sel = select(originals + perturbed)
+    all_runs = sel.runs
     results: list[AnalysisResult] = []
     t_an = time.perf_counter()
     for name in analyses:
         try:
-            results.append(analyze_runs(name, all_runs, an_dir, opts))
-            results[-1].write(an_dir)
+            for res in analyze_selection(name, sel, an_dir, opts):
+                res.write(res.folder or an_dir)
+                results.append(res)
         except R2BenchError as exc:
             results.append(AnalysisResult(name, name, summary=f"Not available: {exc}"))
     timings["analyses"] = round(time.perf_counter() - t_an, 2)
     timings["total"] = round(time.perf_counter() - t_start, 2)
-    overall = overall_table(originals, opts.seed)
+    overall = overall_table([r for r in all_runs if r.perturbation is None], opts.seed)
     meta = {
         "dataset": bench.name, "fingerprint": bench.fingerprint, "methods": list(methods), "limit": limit,
         "base_limit": base_limit, "analyses": list(analyses), "options": asdict(opts), "timings_s": timings,
@@ -133,21 +134,15 @@ def write_markdown(path: Path, title: str, intro: str, overall: pl.DataFrame, re
     return path
 
 
-def _inline_md(text: str) -> str:
-    t = html.escape(text)
-    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
-
-
 CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-       "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px}"
-       "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}.note{color:#a33}")
+       "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px;display:block;overflow-x:auto}td,th{border:1px solid #ccc;padding:3px 7px}"
+       "th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%;border:1px solid #eee}.note{color:#a33}")
 
 
 def result_html(res: AnalysisResult) -> str:
     parts = [f"<h2>{html.escape(res.title)}</h2>"]
     if res.summary:
-        parts.append(f"<p>{_inline_md(res.summary)}</p>")
+        parts.append(f"<p>{inline_markdown_html(res.summary)}</p>")
     if res.figure is not None and Path(res.figure).is_file():
         data = base64.b64encode(Path(res.figure).read_bytes()).decode()
         parts.append(f'<img alt="{html.escape(res.title)}" src="data:image/png;base64,{data}">')
@@ -158,7 +153,7 @@ def result_html(res: AnalysisResult) -> str:
 
 
 def write_html(path: Path, title: str, intro: str, overall: pl.DataFrame, results: Sequence[AnalysisResult]) -> Path:
-    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{_inline_md(intro)}</p>", "<h2>Overall (test, mean [95% CI])</h2>",
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{inline_markdown_html(intro)}</p>", "<h2>Overall (test, mean [95% CI])</h2>",
             frame_to_html(overall)]
     body += [result_html(r) for r in results]
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

@@ -2,9 +2,13 @@
 
 Everything here is generic: what an analysis needs and computes is declared by its
 :class:`~r2bench.analyses.base.Analysis` in the registry
-(:mod:`r2bench.analyses.registry`). ``r2bench analyze`` calls :func:`make_runs` then
-:func:`analyze_runs`; ``r2bench report --analyses`` calls :func:`report_sections` with
-the runs it was given (every analysis whose ``applies`` accepts them).
+(:mod:`r2bench.analyses.registry`). ``r2bench analyze`` calls :func:`make_runs` (or
+takes existing runs), groups them (:func:`select`: one comparison per benchmark, split
+and set of scored instances, ``--latest`` and filters) and calls
+:func:`analyze_selection`, which computes the analysis on each group it applies to
+(:func:`analyze_runs` on that group's runs; a group of perturbed runs whose originals
+scored more instances gets those originals too). ``r2bench report --analyses`` calls
+:func:`report_sections` (every analysis whose ``applies`` accepts some group).
 
 The analyses consume runs from disk only (the run artifact is the contract), so they
 work on runs produced by anyone. Runs without ``metrics.parquet`` are evaluated when
@@ -13,9 +17,10 @@ loaded.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from r2bench.analyses.base import Analysis, Options
 from r2bench.analyses.registry import all_analyses, get_analysis
@@ -24,23 +29,40 @@ from r2bench.errors import R2BenchError
 from r2bench.runs import Run, label_runs
 from r2bench.runs import load_runs as _load_runs
 
-__all__ = ["Options", "load_runs", "analyze_runs", "applicable", "analysis_results", "report_sections", "make_runs"]
+if TYPE_CHECKING:
+    from r2bench.report.select import RunGroup, Selection
+
+__all__ = ["Options", "load_runs", "analyze_runs", "analyze_selection", "applicable", "analysis_results",
+           "report_sections", "make_runs"]
 
 
 def load_runs(items: Iterable[str | Path]) -> list[Run]:
-    """Runs from run folders, run ids or folders of runs, evaluated, with their analysis labels
-    (the method, plus the run id where runs of one method differ in more than the perturbation)."""
+    """Runs from run folders, run ids or folders of runs, evaluated and labelled
+    (:func:`r2bench.runs.run_labels`), as one flat list (no grouping; see :func:`select`)."""
     from r2bench.eval.evaluate import run_metrics
+    from r2bench.report.select import fill_config_changes
 
     runs = _load_runs(items)
+    fill_config_changes(runs)
     for r in runs:
         run_metrics(r)
-    return label_runs(runs, "analysis")
+    return label_runs(runs)
+
+
+def select(items: "Iterable[str | Path | Run] | Selection", **filters: Any) -> "Selection":
+    """:func:`r2bench.report.select.select_runs` (grouped, filtered, labelled), every run evaluated."""
+    from r2bench.eval.evaluate import run_metrics
+    from r2bench.report.select import Selection, select_runs
+
+    sel = items if isinstance(items, Selection) else select_runs(items, **filters)
+    for r in sel.runs:
+        run_metrics(r)
+    return sel
 
 
 def analyze_runs(name: str, runs: Sequence[Run], out_dir: str | Path | None, opts: Options | None = None,
                  skipped: Sequence[dict] = ()) -> AnalysisResult:
-    """Run analysis ``name`` on loaded runs; draws its figure into ``out_dir`` (when given)."""
+    """Run analysis ``name`` on loaded runs, as they are (one comparison); draws its figure into ``out_dir``."""
     analysis = get_analysis(name)
     opts = opts or Options()
     if out_dir is not None:
@@ -48,21 +70,87 @@ def analyze_runs(name: str, runs: Sequence[Run], out_dir: str | Path | None, opt
     result = analysis.compute(runs, opts, skipped)
     if out_dir is not None and analysis.draw is not None:
         result.figure = analysis.draw(result, Path(out_dir) / f"{analysis.name}.png")
+    result.folder = Path(out_dir) if out_dir is not None else None
     return result
 
 
-def applicable(runs: Sequence[Run]) -> list[str]:
-    """The analyses these runs support, in registration order (for reports handed a pile of runs)."""
-    return [a.name for a in all_analyses() if a.supports(runs)]
+def _identity(r: Run) -> str:
+    return json.dumps([r.method, r.meta.get("config"), r.meta.get("seed"), r.meta.get("label"), r.train_on],
+                      sort_keys=True, default=str)
 
 
-def analysis_results(run_paths: Sequence[str | Path], out_dir: str | Path, opts: Options | None = None) -> list[AnalysisResult]:
-    """Every analysis the given runs support (figures written to ``out_dir``)."""
-    runs = load_runs(run_paths)
+def _covering_originals(sel: "Selection", group: "RunGroup") -> list[Run]:
+    """For perturbed runs whose unperturbed run scored more instances (a study's originals on
+    the whole split, its perturbed runs on --limit): that original, from another group."""
+    have = {_identity(r) for r in group.originals}
+    need = {_identity(r) for r in group.runs if r.perturbation is not None} - have
+    ids = set(group.runs[0].instance_ids)
+    found: dict[str, Run] = {}
+    for g in sel.groups:
+        if g is group or g.key[:3] != group.key[:3] or not ids <= set(g.runs[0].instance_ids):
+            continue
+        for r in g.originals:
+            k = _identity(r)
+            if k in need and (k not in found or len(r.instance_ids) < len(found[k].instance_ids)):
+                found[k] = r
+    return list(found.values())
+
+
+def _units(analysis: Analysis, sel: "Selection", explicit: bool) -> list[tuple["RunGroup | None", list[Run]]]:
+    """The (group, runs) an analysis is computed on: each group it applies to (``explicit``:
+    asked for by name, so an analysis without ``applies`` takes every group), or, for an
+    analysis across datasets, every run at once."""
+    if analysis.several_datasets:
+        return [(None, sel.runs)] if explicit or analysis.supports(sel.runs) else []
+    units = []
+    for g in sel.groups:
+        runs = list(g.runs) + (_covering_originals(sel, g) if analysis.original == "limit" else [])
+        if analysis.supports(runs) or (explicit and analysis.applies is None):
+            units.append((g, runs))
+    return units
+
+
+def analyze_selection(name: str, sel: "Selection", out_dir: str | Path, opts: Options | None = None,
+                      skipped: Sequence[dict] = (), explicit: bool = True) -> list[AnalysisResult]:
+    """Analysis ``name`` on every group of ``sel`` it applies to: one result per comparison
+    (figures and tables in ``out_dir``, or in ``out_dir/<group>/`` when there are several)."""
+    analysis = get_analysis(name)
+    units = _units(analysis, sel, explicit)
+    if not units:
+        raise R2BenchError(f"analysis {name!r} applies to none of these runs ({analysis.title} needs "
+                           f"{'unperturbed runs' if analysis.original == 'base' else 'its perturbed runs'}; "
+                           f"`r2bench analyze {name} --method M --dataset D` makes them).\n" + sel.summary())
     results = []
-    for name in applicable(runs):
+    for group, runs in units:
+        folder = Path(out_dir) if len(units) == 1 or group is None else Path(out_dir) / group.slug
         try:
-            results.append(analyze_runs(name, runs, out_dir, opts))
+            res = analyze_runs(name, runs, folder, opts, skipped)
+        except R2BenchError as exc:
+            if len(units) == 1:
+                raise
+            res = AnalysisResult(name, analysis.title, summary=f"Not available: {exc}", folder=folder)
+        if group is not None:
+            res.group = group.title if len(sel.groups) > 1 else ""
+            res.notes = [*group.notes, *res.notes]
+        results.append(res)
+    return results
+
+
+def applicable(runs: "Sequence[Run] | Selection") -> list[str]:
+    """The analyses these runs support, in registration order (for reports handed a pile of runs)."""
+    sel = select(runs) if not hasattr(runs, "groups") else runs
+    return [a.name for a in all_analyses() if _units(a, sel, explicit=False)]
+
+
+def analysis_results(runs: "Sequence[str | Path | Run] | Selection", out_dir: str | Path,
+                     opts: Options | None = None) -> list[AnalysisResult]:
+    """Every analysis the given runs support, on each group it applies to (figures in ``out_dir``)."""
+    sel = select(runs)
+    results = []
+    for name in applicable(sel):
+        try:
+            results += analyze_selection(name, sel, out_dir, opts,
+                                         explicit=False)
         except R2BenchError as exc:
             results.append(AnalysisResult(name, name, summary=f"Not available: {exc}"))
     return results
@@ -79,16 +167,17 @@ def to_sections(results: Sequence[AnalysisResult]) -> list:
         text = " ".join([res.summary.strip(), *res.notes]).strip()
         images = [res.figure] if res.figure is not None else []
         if not shown:
-            sections.append(Section(res.title, text=text, images=images))
+            sections.append(Section(res.heading, text=text, images=images))
         for i, (name, df) in enumerate(shown):
-            title = res.title if i == 0 else f"{res.title}: {name.replace('_', ' ')}"
+            title = res.heading if i == 0 else f"{res.heading}: {name.replace('_', ' ')}"
             sections.append(Section(title, table=df, images=images if i == 0 else [], text=text if i == 0 else ""))
     return sections
 
 
-def report_sections(run_paths: Sequence[str | Path], out_dir: str | Path, opts: Options | None = None) -> list:
+def report_sections(runs: "Sequence[str | Path | Run] | Selection", out_dir: str | Path,
+                    opts: Options | None = None) -> list:
     """The analyses the given runs support, as report sections (for ``r2bench report``)."""
-    return to_sections(analysis_results(run_paths, out_dir, opts))
+    return to_sections(analysis_results(runs, out_dir, opts))
 
 
 def make_runs(name: str | Analysis, methods: Sequence[Any], datasets: Sequence[Any], opts: Options, out: Path,

@@ -16,6 +16,7 @@ Unlike the other analyses it makes runs across several datasets (:func:`make_tra
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,14 @@ def transfer_matrix(runs: Sequence[Run], metric: str = "ndcg@10", skipped: Seque
     usable = [r for r in runs if r.perturbation is None]
     if not usable and not skipped:
         raise R2BenchError("the transfer matrix needs runs (in-domain and --train-on runs)")
-    long_rows, notes = [], []
+    usable, notes = _one_per_cell(usable)
+    long_rows = []
+    method_of: dict[str, str] = {}
+    for r in usable:
+        method_of[_matrix_label(r)] = r.method
+    labels_of_method: dict[str, set[str]] = {}
+    for lab, m in method_of.items():
+        labels_of_method.setdefault(m, set()).add(lab)
     for r in usable:
         vals = r.metrics[metric].to_numpy()
         m, lo, hi = mean_ci(vals, seed=seed)
@@ -56,16 +64,15 @@ def transfer_matrix(runs: Sequence[Run], metric: str = "ndcg@10", skipped: Seque
         if tied:
             notes.append(f"{r.method}: trained on {r.train_dataset}, tested on {r.dataset}: every candidate got the "
                          f"same score (an ID-based method that knows none of the items); the cell is chance level")
-        long_rows.append({"method": r.method, "train": r.train_dataset, "test": r.dataset, "n": len(vals),
+        long_rows.append({"method": _matrix_label(r), "train": r.train_dataset, "test": r.dataset, "n": len(vals),
                           "mean": m, "ci_low": lo, "ci_high": hi, "status": "all tied" if tied else "ok", "run": r.run_id})
     for s in skipped:
-        long_rows.append({"method": s["method"], "train": s["train"], "test": s["test"], "n": 0, "mean": float("nan"),
+        # a cell that was not run goes to the matrix of its method's runs (when they have one label)
+        same = labels_of_method.get(s["method"], set())
+        long_rows.append({"method": next(iter(same)) if len(same) == 1 else s["method"], "train": s["train"], "test": s["test"], "n": 0, "mean": float("nan"),
                           "ci_low": float("nan"), "ci_high": float("nan"), "status": f"not run: {s['reason']}", "run": ""})
         notes.append(f"{s['method']}: {s['train']} -> {s['test']} not run: {s['reason']}")
     long = pl.DataFrame(long_rows)
-    dupes = long.group_by("method", "train", "test").len().filter(pl.col("len") > 1)
-    if dupes.height:
-        raise R2BenchError(f"several runs for the same (method, train, test): {dupes.rows()[:3]}; pass one run per cell")
     datasets = sorted(set(long["train"].to_list()) | set(long["test"].to_list()))
     tables, matrices = {}, {}
     for method in long["method"].unique(maintain_order=True).to_list():
@@ -76,12 +83,32 @@ def transfer_matrix(runs: Sequence[Run], metric: str = "ndcg@10", skipped: Seque
         mat = pl.DataFrame({CORNER: datasets, **{c: [cell.get((r, c)) for r in datasets] for c in datasets}},
                            schema={CORNER: pl.String, **{c: pl.Float64 for c in datasets}})
         matrices[method] = mat
-        tables[f"matrix_{method}"] = mat
+        tables["matrix_" + re.sub(r"[^A-Za-z0-9._-]+", "_", method).strip("_")] = mat
     tables["cells"] = long
     text = (f"{metric.upper()} of each method fitted on one benchmark (rows) and scoring another (columns) without "
             f"further training; the diagonal is in-domain. Empty cells were not run (the reason is listed).")
     return AnalysisResult("transfer", "Cross-dataset transfer", tables, text, notes=notes,
-                          plot_data={"matrices": matrices, "metric": metric})
+                          plot_data={"matrices": matrices, "metric": metric, "method_of": method_of})
+
+
+def _matrix_label(run: Run) -> str:
+    """The run's label without its "(trained on D)" marker: one matrix per method and config."""
+    return run.label.replace(f" (trained on {run.train_dataset})", "") if run.train_on else run.label
+
+
+def _one_per_cell(runs: Sequence[Run]) -> tuple[list[Run], list[str]]:
+    """The newest run per (matrix, train, test) cell; a note names the older ones left out."""
+    cells: dict[tuple[str, str, str], list[Run]] = {}
+    for r in runs:
+        cells.setdefault((_matrix_label(r), r.train_dataset, r.dataset), []).append(r)
+    kept, notes = [], []
+    for (lab, train, test), rs in cells.items():
+        rs = sorted(rs, key=lambda r: (r.created_at, r.run_id))
+        kept.append(rs[-1])
+        if len(rs) > 1:
+            notes.append(f"{lab}: {train} -> {test} has {len(rs)} runs; the newest ({rs[-1].run_id}) is shown, "
+                         f"left out: {', '.join(r.run_id for r in rs[:-1])}")
+    return kept, notes
 
 
 def make_transfer_runs(methods: Sequence[Any], datasets: Sequence[Any], opts: Options, out: Path,

@@ -14,7 +14,7 @@ import polars as pl
 
 from r2bench.analyses import perturb as P
 from r2bench.analyses import plots
-from r2bench.analyses.base import Analysis, full_length_for, has_kind, plot_with
+from r2bench.analyses.base import Analysis, full_length_for, has_kind, methods_of, plot_with
 from r2bench.analyses.pairing import aligned, by_label, score_difference
 from r2bench.analyses.result import AnalysisResult
 from r2bench.analyses.stats import mean_ci, wilcoxon_p
@@ -48,13 +48,19 @@ def history_truncation(runs: Sequence[Run], metric: str = "ndcg@10", seed: int =
     table = pl.DataFrame(rows)
     long = table.rename({"k": "group"}).with_columns(pl.col("group").cast(pl.Int64).alias("group_order"),
                                                     pl.col("group").cast(pl.String))
-    smp = next(iter(samples))
-    text = (f"Only the k most recent history items are kept, on a fixed seeded sample of instances whose history "
-            f"has full length (sample: {smp}); {metric.upper()} mean and 95% bootstrap CI per k, and the change "
-            f"against the longest k (paired Wilcoxon).")
+    spec = next(iter(groups.values()))[0].perturbation.get("sample")
+    n_inst = int(table["n"].max()) if table.height else 0
+    if isinstance(spec, dict):
+        smp = (f"{n_inst} instances: a seeded sample (seed {spec.get('seed', 0)}) of up to "
+               f"{spec.get('n') or 'all'} among those whose history has the full {spec.get('full_length', 20)} items")
+    else:
+        smp = f"{n_inst} instances"
+    text = (f"Only the k most recent history items are kept, on the same {smp}; {metric.upper()} mean and 95% "
+            f"bootstrap CI per k, and the change against the longest k (paired Wilcoxon).")
     return AnalysisResult("truncation", "History truncation", {"truncation": table}, text, notes=notes,
                           plot_data={"long": long, "metric": metric, "xlabel": "most recent history items kept (k)",
-                                     "title": "Recommendation quality vs history kept", "numeric_x": True})
+                                     "title": "Recommendation quality vs history kept", "numeric_x": True,
+                                     "method_of": methods_of(runs)})
 
 
 ANALYSIS = Analysis(

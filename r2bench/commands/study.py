@@ -31,6 +31,6 @@ def run(args) -> int:
     analyses = None if args.analyses is None else [a.strip() for a in args.analyses.split(",") if a.strip()]
     out = Path(args.out) if args.out else default_out("study")
     report = run_study(args.dataset, methods, out, limit=args.limit, base_limit=args.base_limit, analyses=analyses,
-                       opts=options_from(args), command=command_line())
+                       opts=options_from(args), command=command_line(args))
     print(f"report: {report} and {report.with_suffix('.html')}")
     return 0

@@ -4,7 +4,8 @@ Pure functions of a board and its already validated, ranked entries
 (:class:`~r2bench.leaderboard.scoring.Ranked`); validating, ranking and writing the
 files is :mod:`r2bench.leaderboard.publish`, the fixed wording is
 :mod:`r2bench.leaderboard.texts`. Every submitted string goes through ``safety``
-(Markdown / HTML escaping, links only from checked http(s) URLs). The output depends
+(Markdown / HTML escaping, links only from checked http(s) URLs); recorded commands are
+shown as typed, re-quoted readably (:func:`r2bench.provenance.readable_command`). The output depends
 only on the entries (no clock), so re-rendering an unchanged board changes nothing.
 """
 
@@ -19,6 +20,7 @@ from r2bench.leaderboard.texts import (
     GENERATED, MARKERS_NOTE, NO_ENTRIES, OVERVIEW_GENERATED, OVERVIEW_INTRO, PLACEHOLDER, PLACEHOLDER_HTML,
     PLACEHOLDER_ROW, RANKED_BY, RANKED_BY_HTML, SUBMITTING,
 )
+from r2bench.provenance import readable_command
 
 COLUMNS = ("#", "Method", "NDCG@1", "NDCG@5", "NDCG@10", "95% CI (NDCG@10)", "p vs leader",
            "Backbone", "Size", "Tokens / 1k inst.", "Cost / 1k inst.", "Val split", "Date")
@@ -113,8 +115,8 @@ def render_markdown(board: Board, ranked: list[Ranked]) -> str:
         lines.append("".join(parts))
         for label, value, code in (("Authors", card.get("authors"), False),
                                    ("Training data", card.get("training_data"), False),
-                                   ("Run command", run.get("command"), True),
-                                   ("Submitted with", r.entry.raw.get("submit_command"), True),
+                                   ("Run command", readable_command(run.get("command")), True),
+                                   ("Submitted with", readable_command(r.entry.raw.get("submit_command")), True),
                                    ("Run", run.get("run_id"), True)):
             if value:
                 lines.append(f"  - {label}: {safety.md_code(value) if code else e(value)}")
@@ -132,7 +134,8 @@ def render_html(board: Board, ranked: list[Ranked], plot_png_b64: str | None) ->
         f"<title>r2bench leaderboard: {h(board.title)}</title>\n"
         "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:80em}"
         "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3em .6em}"
-        "td{white-space:nowrap}td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}</style>\n"
+        "td{white-space:nowrap}td.name{white-space:normal;min-width:15em}"
+        "td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}</style>\n"
         "</head><body>\n"
     )
     body = [f"<h1>Leaderboard: {h(board.title)}</h1>"]
@@ -150,7 +153,7 @@ def render_html(board: Board, ranked: list[Ranked], plot_png_b64: str | None) ->
         for r in ranked:
             c = cells(r)
             ndcg10 = f"<b>{h(c.ndcg10)}</b>" if r.rank == 1 else h(c.ndcg10)
-            tds = [f"<td class=\"n\">{h(c.rank)}</td>", f"<td>{safety.html_link(c.name, c.url)}</td>",
+            tds = [f"<td class=\"n\">{h(c.rank)}</td>", f"<td class=\"name\">{safety.html_link(c.name, c.url)}</td>",
                    f"<td class=\"n\">{h(c.ndcg1)}</td>", f"<td class=\"n\">{h(c.ndcg5)}</td>",
                    f"<td class=\"n\">{ndcg10}{h(c.marker)}</td>", f"<td class=\"n\">{h(c.ci)}</td>",
                    f"<td class=\"n\">{h(c.p)}</td>", f"<td>{h(c.backbone)}</td>", f"<td class=\"n\">{h(c.size)}</td>",
@@ -171,16 +174,46 @@ def render_html(board: Board, ranked: list[Ranked], plot_png_b64: str | None) ->
                 f"<li>{h(label)}: <code>{h(value)}</code></li>" if code else f"<li>{h(label)}: {h(value)}</li>"
                 for label, value, code in (("Authors", card.get("authors"), False),
                                            ("Training data", card.get("training_data"), False),
-                                           ("Run command", run.get("command"), True),
-                                           ("Submitted with", r.entry.raw.get("submit_command"), True))
+                                           ("Run command", readable_command(run.get("command")), True),
+                                           ("Submitted with", readable_command(r.entry.raw.get("submit_command")),
+                                            True))
                 if value)
             body.append(f"<li><b>{h(r.entry.name)}</b>{desc}<ul>{details}</ul></li>")
         body.append("</ul>")
     return head + "\n".join(body) + "\n</body></html>\n"
 
 
+def plot_figure(names: list[str], means, lo_err, hi_err, title: str, methods: list[str] | None = None):
+    """Horizontal bars of NDCG@10 with 95% CIs, the leader on top; each bar in its method's
+    report colour (:mod:`r2bench.report.style`), names wrapped, the figure as tall as the board."""
+    from r2bench.report import style as S
+
+    n = len(names)
+    width = 7.5
+    head = S.title_lines(title, width)
+    fig, axes = S.figure(width, 0.9 + 0.38 * n + 0.2 * head.count("\n") + 0.35)
+    ax = axes[0, 0]
+    # each entry in its method's colour; several entries of one method in its shades and hatches
+    styles = S.run_styles(names, dict(zip(names, methods))) if methods else {}
+    y = list(range(n))
+    for yi, name, m, lo, hi in zip(y, names, means, lo_err, hi_err):
+        st = styles.get(name, S.Style("#4c72b0"))
+        ax.barh(yi, m, 0.7, xerr=[[lo], [hi]], color=st.color, hatch=st.hatch, capsize=3,
+                edgecolor="#333333" if st.hatch else st.color, linewidth=0.4, error_kw={"ecolor": "#333333"})
+    top = max((m + h for m, h in zip(means, hi_err)), default=1e-9)
+    for yi, m, h in zip(y, means, hi_err):
+        ax.text(m + h + 0.01 * top, yi, f"{m:.4f}", va="center", fontsize=8)
+    ax.set_yticks(y, [S.wrap(x, 30) for x in names], fontsize=8)
+    ax.set_ylim(n - 0.5 + max(0.1, (2.5 - n) / 2), -0.5 - max(0.1, (2.5 - n) / 2))
+    ax.set_xlabel("NDCG@10 (bars: mean; whiskers: 95% bootstrap CI)", fontsize=9)
+    ax.set_xlim(0, max(1e-9, top) * 1.18)
+    ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(head, fontsize=11)
+    return fig
+
+
 def plot_png_base64(ranked: list[Ranked], title: str) -> str | None:
-    """A horizontal bar chart of NDCG@10 with 95% CIs, as base64 PNG (None without matplotlib)."""
+    """:func:`plot_figure` of the ranked entries as base64 PNG (None without matplotlib)."""
     from r2bench.extras import available
 
     if not ranked or not available("matplotlib"):
@@ -188,27 +221,11 @@ def plot_png_base64(ranked: list[Ranked], title: str) -> str | None:
     import base64
     import io
 
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    names = [r.entry.name for r in ranked][::-1]
-    vals = [r.means["ndcg@10"] for r in ranked][::-1]
-    lo = [r.means["ndcg@10"] - r.ci[0] for r in ranked][::-1]
-    hi = [r.ci[1] - r.means["ndcg@10"] for r in ranked][::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(ranked) + 1.2), dpi=100)
-    try:
-        ax.barh(range(len(names)), vals, xerr=[lo, hi], color="#4c72b0", capsize=3)
-        ax.set_yticks(range(len(names)), labels=names)
-        ax.set_xlabel("NDCG@10 (95% CI)")
-        ax.set_title(title)
-        ax.set_xlim(0, max(1e-9, max(r.ci[1] for r in ranked)) * 1.1)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", metadata={"Software": None})
-    finally:
-        plt.close(fig)
+    fig = plot_figure([r.entry.name for r in ranked], [r.means["ndcg@10"] for r in ranked],
+                      [r.means["ndcg@10"] - r.ci[0] for r in ranked], [r.ci[1] - r.means["ndcg@10"] for r in ranked],
+                      title, [str((r.entry.raw.get("run") or {}).get("method") or r.entry.name) for r in ranked])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 

@@ -56,13 +56,17 @@ def _check_card(card: Any) -> list[str]:
     return out
 
 
-def _check_scores(entry: Entry, board: Board) -> list[str]:
-    """Coverage and finiteness of the scores against the board's test instances."""
-    # The sidecar name comes from the file name (a real file in entries/), never from the entry's text.
-    scores, problems = decode_scores(entry.raw.get("scores"), entry.path, entry.path.stem)
-    if scores is None:
-        return problems
-    long = scores.frame
+def _check_scores(entry: Entry, board: Board, frame: pl.DataFrame | None = None) -> list[str]:
+    """Coverage and finiteness of the scores against the board's test instances (``frame``:
+    the scores in long form, for an entry not written yet; else decoded from the entry)."""
+    if frame is not None:
+        long, problems = frame, []
+    else:
+        # The sidecar name comes from the file name (a real file in entries/), never from the entry's text.
+        scores, problems = decode_scores(entry.raw.get("scores"), entry.path, entry.path.stem)
+        if scores is None:
+            return problems
+        long = scores.frame
     bad = nonfinite_rows(long)
     if bad.height:
         ids = bad["instance_id"].unique(maintain_order=True).to_list()
@@ -114,8 +118,10 @@ def _check_stated(entry: Entry, recomputed: dict[str, float]) -> list[str]:
     return out
 
 
-def check_entry(path: Path, board: Board, raw: dict[str, Any] | None = None) -> Entry:
-    """Parse and validate one entry file (or an already-built dict) against ``board``."""
+def check_entry(path: Path, board: Board, raw: dict[str, Any] | None = None,
+                scores: pl.DataFrame | None = None) -> Entry:
+    """Parse and validate one entry file (or an already-built dict) against ``board``;
+    ``scores`` (long form) stands in for a sidecar file that is not written yet."""
     entry = Entry(path=path, raw={})
     if raw is None:
         try:
@@ -175,7 +181,7 @@ def check_entry(path: Path, board: Board, raw: dict[str, Any] | None = None) -> 
     if board.placeholder:
         p.append("the board has no canonical benchmark yet (fingerprint null in board.json)")
         return entry
-    score_problems = _check_scores(entry, board)
+    score_problems = _check_scores(entry, board, scores)
     p += score_problems
     if entry.scores is not None:
         entry.metrics = recompute_metrics(entry.scores, board)
@@ -192,21 +198,7 @@ def check_board(folder: str | Path) -> tuple[Board | None, list[Entry], list[str
         return None, [], [str(exc)]
     entries = [check_entry(f, board) for f in board.entry_files()]
     if not (board.placeholder and not entries):
-        seen_names: dict[str, Entry] = {}
-        seen_scores: dict[str, Entry] = {}
-        # the earlier submission keeps its name/scores; the later one is refused
-        for e in sorted(entries, key=lambda en: (str(en.raw.get("submitted_at", "")), en.path.name)):
-            key = e.name.casefold().strip()
-            if key in seen_names:
-                e.problems.append(f"duplicate name {e.name!r}, already used by {seen_names[key].path.name}")
-            else:
-                seen_names[key] = e
-            if e.scores is not None:
-                fp = scores_fingerprint(e.scores)
-                if fp in seen_scores:
-                    e.problems.append(f"identical scores to {seen_scores[fp].path.name} (a duplicate submission)")
-                else:
-                    seen_scores[fp] = e
+        check_across(entries)
     lines = [_one_line(f"{_rel(e.path)}: {msg}") for e in entries for msg in e.problems]
     known = {f.name for f in board.entry_files()} | {scores_file_name(f.stem) for f in board.entry_files()}
     if board.entries_dir.is_dir():
@@ -214,6 +206,26 @@ def check_board(folder: str | Path) -> tuple[Board | None, list[Entry], list[str
             if f.name not in known and f.name != ".gitkeep":
                 lines.append(_one_line(f"{_rel(f)}: unexpected file in entries/ (only <slug>.json and <slug>.scores.parquet)"))
     return board, entries, lines
+
+
+def check_across(entries: list[Entry]) -> None:
+    """The checks between entries of one board, added to the entries' problems: a duplicate
+    name (case-insensitive) or identical scores; the earlier submission (by date, then file
+    name) keeps its name / scores, the later one is refused."""
+    seen_names: dict[str, Entry] = {}
+    seen_scores: dict[str, Entry] = {}
+    for e in sorted(entries, key=lambda en: (str(en.raw.get("submitted_at", "")), en.path.name)):
+        key = e.name.casefold().strip()
+        if key in seen_names:
+            e.problems.append(f"duplicate name {e.name!r}, already used by {seen_names[key].path.name}")
+        else:
+            seen_names[key] = e
+        if e.scores is not None:
+            fp = scores_fingerprint(e.scores)
+            if fp in seen_scores:
+                e.problems.append(f"identical scores to {seen_scores[fp].path.name} (a duplicate submission)")
+            else:
+                seen_scores[fp] = e
 
 
 def validate_tree(root: str | Path) -> list[str]:

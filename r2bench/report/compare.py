@@ -2,14 +2,16 @@
 the paired test against the run it is compared with (the report's Table 2 and its CSV).
 
 Two runs are only compared on the same benchmark fingerprint, split and set of
-instances; anything else raises. The statistics themselves are
-:mod:`r2bench.eval.significance`.
+instances: :func:`compare_runs` groups any pile of runs that way
+(:mod:`r2bench.report.select`) and compares within each group. The statistics
+themselves are :mod:`r2bench.eval.significance`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -17,7 +19,10 @@ import polars as pl
 from r2bench.errors import R2BenchError
 from r2bench.eval.evaluate import run_metrics
 from r2bench.eval.significance import bootstrap_ci, holm, marker, paired_bootstrap_ci, wilcoxon_p
-from r2bench.runs import Run, run_labels
+from r2bench.runs import Run
+
+if TYPE_CHECKING:
+    from r2bench.report.select import Selection
 
 #: the metrics of the report's main table (the paper's Table 2)
 TABLE_METRICS = ("ndcg@1", "ndcg@5", "ndcg@10")
@@ -61,24 +66,43 @@ class CompareOptions:
     seed: int = 0
 
 
-def compare_runs(runs: Sequence[Run], options: CompareOptions | None = None) -> pl.DataFrame:
-    """One row per (dataset, run, metric): mean, bootstrap CI, the run it is tested
+def reference_index(names: Sequence[str], runs: Sequence[Run], reference: str) -> int | None:
+    """The run ``reference`` names in one comparison: its label, else the only run of that method."""
+    if reference in names:
+        return list(names).index(reference)
+    of_method = [i for i, r in enumerate(runs) if r.method == reference]
+    return of_method[0] if len(of_method) == 1 else None
+
+
+def compare_runs(runs: "Sequence[Run] | Selection", options: CompareOptions | None = None) -> pl.DataFrame:
+    """One row per (comparison, run, metric): mean, bootstrap CI, the run it is tested
     against, the paired Wilcoxon p-value (Holm-adjusted when asked), the marker, and the
-    paired bootstrap CI of the mean difference."""
+    paired bootstrap CI of the mean difference.
+
+    Runs are compared within their group of :func:`r2bench.report.select.select_runs`
+    (one benchmark, split and set of scored instances; perturbed runs are left out): a
+    plain list of runs is selected first. A group of one run has no test. ``reference``
+    (a label, or a method with one run) is tested against in every group that has it;
+    a group without it falls back to the best against the runner-up. The ``comparison``
+    column is the group's title, ``column`` its table column name.
+    """
+    from r2bench.report.select import Selection, select_runs
+
     opt = options or CompareOptions()
-    labels = run_labels(runs, "report")
-    by_dataset: dict[str, list[int]] = {}
-    for i, r in enumerate(runs):
-        by_dataset.setdefault(r.dataset, []).append(i)
+    sel = runs if isinstance(runs, Selection) else select_runs(runs)
+    if opt.reference not in (None, "best") and not any(
+            reference_index([r.label for r in g.originals], g.originals, opt.reference) is not None
+            for g in sel.groups):
+        labels = sorted({r.label for r in sel.runs})
+        raise R2BenchError(f"reference {opt.reference!r} is not among the runs: {', '.join(labels)}")
     rows: list[dict] = []
-    for dataset, idxs in by_dataset.items():
-        group = [runs[i] for i in idxs]
+    for g in sel.groups:
+        group = g.originals
+        if not group:
+            continue
         frames = aligned_metrics(group, opt.metrics)
-        names = [labels[i] for i in idxs]
-        if opt.reference not in (None, "best") and opt.reference not in names:
-            raise R2BenchError(
-                f"reference {opt.reference!r} is not among the runs on {dataset}: {', '.join(names)}"
-            )
+        names = [r.label for r in group]
+        ref = None if opt.reference in (None, "best") else reference_index(names, group, opt.reference)
         for metric in opt.metrics:
             vals = [f[metric].to_numpy().astype(np.float64) for f in frames]
             means = np.array([v.mean() for v in vals])
@@ -87,17 +111,18 @@ def compare_runs(runs: Sequence[Run], options: CompareOptions | None = None) -> 
             for j, v in enumerate(vals):
                 lo, hi = bootstrap_ci(v, opt.n_boot, opt.alpha, opt.seed)
                 other = None
-                if opt.reference in (None, "best"):
+                if ref is None:
                     if j == best and len(vals) > 1:
                         other = int(order[1])
-                elif names[j] != opt.reference:
-                    other = names.index(opt.reference)
+                elif j != ref:
+                    other = ref
                 p = dlo = dhi = float("nan")
                 if other is not None:
                     p = wilcoxon_p(v, vals[other])
                     dlo, dhi = paired_bootstrap_ci(v, vals[other], opt.n_boot, opt.alpha, opt.seed)
                 rows.append({
-                    "dataset": dataset, "fingerprint": group[j].fingerprint, "run_id": group[j].run_id,
+                    "comparison": g.title, "column": g.column, "dataset": g.dataset,
+                    "fingerprint": group[j].fingerprint, "split": g.split, "run_id": group[j].run_id,
                     "method": group[j].method, "label": names[j], "metric": metric, "n": int(v.size),
                     "mean": float(means[j]), "ci_low": lo, "ci_high": hi, "is_best": j == best,
                     "compared_to": names[other] if other is not None else None, "p_value": p,

@@ -50,6 +50,15 @@ def html_escape(text: str) -> str:
     return _html.escape(str(text))
 
 
+def inline_markdown_html(text: str) -> str:
+    """A paragraph of the analyses' Markdown (``**bold**``, ```code```) as escaped HTML."""
+    import re
+
+    t = html_escape(text)
+    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+
+
 def frame_to_markdown(df: pl.DataFrame, digits: int = 4) -> str:
     header = "| " + " | ".join(md_escape(c) for c in df.columns) + " |"
     sep = "|" + "|".join("---" for _ in df.columns) + "|"
@@ -74,10 +83,15 @@ def frame_to_latex(df: pl.DataFrame, caption: str = "", label: str = "", digits:
     return "\n".join(lines)
 
 
+def _td(value: Any, digits: int) -> str:
+    """A cell; numbers get ``class="n"`` so that a style sheet can right-align them (and only them)."""
+    num = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return f"<td{' class=n' if num else ''}>{html_escape(fmt(value, digits))}</td>"
+
+
 def frame_to_html(df: pl.DataFrame, digits: int = 4) -> str:
     head = "".join(f"<th>{html_escape(c)}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html_escape(fmt(v, digits))}</td>" for v in row) + "</tr>"
-                   for row in df.iter_rows())
+    body = "".join("<tr>" + "".join(_td(v, digits) for v in row) + "</tr>" for row in df.iter_rows())
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

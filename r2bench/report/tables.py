@@ -38,6 +38,13 @@ def group_of(method: str) -> str:
     return "Other"
 
 
+def method_rank(method: str) -> tuple[int, int, str]:
+    """Where a method goes in tables, legends and colours: its group (sanity, conventional,
+    LLM-based, R2Rank, other), then the order of :data:`METHOD_GROUPS`, then its name."""
+    known = list(METHOD_GROUPS)
+    return (GROUP_ORDER.index(group_of(method)), known.index(method) if method in known else len(known), method)
+
+
 @dataclass
 class Cell:
     value: float | None
@@ -67,25 +74,28 @@ class Table:
 
 
 def build_table(compare: pl.DataFrame, show_ci: bool = False, caption: str = "") -> Table:
-    """Turn the frame of :func:`compare_runs` into a grouped :class:`Table`."""
-    datasets = compare["dataset"].unique(maintain_order=True).to_list()
+    """Turn the frame of :func:`compare_runs` into a grouped :class:`Table`: one block of
+    columns per comparison (its ``column`` name, else the dataset), rows in method-group
+    order and, within a method, in the order the runs come (as the selection sorts them)."""
+    block = "column" if "column" in compare.columns else "dataset"
+    blocks = compare[block].unique(maintain_order=True).to_list()
     metrics = compare["metric"].unique(maintain_order=True).to_list()
-    columns = [(d, m) for d in datasets for m in metrics]
+    columns = [(d, m) for d in blocks for m in metrics]
     labels = compare.select("label", "method").unique(subset="label", maintain_order=True)
     cells: dict[tuple[str, str, str], Cell] = {}
     for r in compare.iter_rows(named=True):
-        cells[(r["label"], r["dataset"], r["metric"])] = Cell(
+        cells[(r["label"], r[block], r["metric"])] = Cell(
             r["mean"], bool(r["is_best"]), r["marker"] or "",
             (r["ci_low"], r["ci_high"]) if show_ci else None,
         )
     by_group: dict[str, list[tuple[str, list[Cell]]]] = {}
+    method_of = dict(labels.iter_rows())
+    appearance = {label: i for i, label in enumerate(method_of)}
     for label, method in labels.iter_rows():
         row = [cells.get((label, d, m), Cell(None)) for d, m in columns]
         by_group.setdefault(group_of(method), []).append((label, row))
-    rank = {m: i for i, m in enumerate(METHOD_GROUPS)}
-    method_of = dict(labels.iter_rows())
     groups = [
-        (g, sorted(by_group[g], key=lambda row: (rank.get(method_of[row[0]], len(rank)), row[0])))
+        (g, sorted(by_group[g], key=lambda row: (method_rank(method_of[row[0]]), appearance[row[0]])))
         for g in GROUP_ORDER if g in by_group
     ]
     return Table(columns=columns, groups=groups, caption=caption)
@@ -167,12 +177,12 @@ def to_html(table: Table) -> str:
         h.append(f"<caption>{_html.escape(table.caption)}</caption>")
     h.append("<thead><tr><th rowspan=2>Method</th>"
              + "".join(f"<th colspan={per[d]}>{_html.escape(d)}</th>" for d in table.datasets) + "</tr>")
-    h.append("<tr>" + "".join(f"<th>{_html.escape(_metric_head(m))}</th>" for _, m in table.columns)
+    h.append("<tr>" + "".join(f"<th class=n>{_html.escape(_metric_head(m))}</th>" for _, m in table.columns)
              + "</tr></thead><tbody>")
     for group, rows in table.groups:
         h.append(f"<tr class=group><td colspan={len(table.columns) + 1}><i>{_html.escape(group)}</i></td></tr>")
         for label, cells in rows:
-            h.append(f"<tr><td>{_html.escape(label)}</td>" + "".join(f"<td>{_cell_html(c)}</td>" for c in cells)
+            h.append(f"<tr><td>{_html.escape(label)}</td>" + "".join(f"<td class=n>{_cell_html(c)}</td>" for c in cells)
                      + "</tr>")
     h.append("</tbody></table>")
     return "\n".join(h)
