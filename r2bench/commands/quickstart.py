@@ -28,7 +28,7 @@ def run(args) -> int:
     from r2bench.report.quickstart import random_check_lines
     from r2bench.runs import load_run
 
-    bench = prepare(args.dataset, update_card=False)
+    bench = prepare(args.dataset)
     print(f"benchmark: {bench.describe()} -> {bench.path}")
     runs = []
     for m in args.methods:

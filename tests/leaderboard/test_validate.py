@@ -315,7 +315,7 @@ def test_repository_movielens_board_is_reproducible_from_source():
     from r2bench.leaderboard.board import board_dict_from_benchmark
 
     board = json.loads((folder / "board.json").read_text())
-    bench = prepare("movielens-100k", update_card=False)  # offline: the copy inside the recbole package
+    bench = prepare("movielens-100k")  # offline: the copy inside the recbole package
     assert bench.fingerprint == board["fingerprint"], (
         f"movielens-100k now builds as {bench.fingerprint[:12]} but the board ranks {board['fingerprint'][:12]}")
     assert board_dict_from_benchmark(bench)["instances"] == board["instances"]
