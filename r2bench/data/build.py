@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from r2bench.data.sampling import DRAW_CHUNK, GOLDEN, draw_negatives, splitmix64, stable_hashes, stream
+from r2bench.data.ids import IdTable
+from r2bench.data.instances import SPLIT_NAMES, InstancePlan, make_instances
+from r2bench.data.sampling import stable_hashes
 from r2bench.errors import DataError
 
 TITLE_RULES = ("nonempty", "r2ec")
@@ -89,12 +92,22 @@ class Built:
     dataset: str
     spec: BuildSpec
     items: pl.DataFrame
-    interactions: pl.DataFrame
-    instances: pl.DataFrame
+    inter: Interactions  # the interactions table as codes
+    plan: InstancePlan  # the instances table as codes
     item_text_fields: list[str]
     profile_fields: list[str]
     stats: dict[str, Any]
     source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def interactions(self) -> pl.DataFrame:
+        """The interactions table (materialised on each call)."""
+        return self.inter.frame()
+
+    @property
+    def instances(self) -> pl.DataFrame:
+        """The instances table (materialised on each call: the store writes it a slice at a time)."""
+        return self.plan.to_polars()
 
 
 # ---------------------------------------------------------------- filters
@@ -164,10 +177,83 @@ def clean_items(items: pl.DataFrame, spec: BuildSpec) -> tuple[pl.DataFrame, lis
     return items.select(["item_id", "title", *text_fields]), text_fields
 
 
+@dataclass
+class Interactions:
+    """Interactions as integer codes, in table order: (user_id, timestamp, source order).
+
+    ``user`` and ``item`` index the sorted distinct ids ``users`` and ``items``, so codes
+    sort like the ids they stand for; strings are looked up only when a table is written
+    (:meth:`column`, a slice at a time) or viewed (:meth:`frame`)."""
+
+    users: IdTable
+    items: IdTable
+    user: np.ndarray  # int32
+    item: np.ndarray  # int32
+    timestamp: np.ndarray  # int64, ms
+    rating: pa.Array  # float64, null where the source has none
+
+    columns = ("user_id", "item_id", "timestamp", "rating")
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema([("user_id", pa.large_string()), ("item_id", pa.large_string()),
+                          ("timestamp", pa.int64()), ("rating", pa.float64())])
+
+    def column(self, name: str, lo: int, hi: int, encoded: bool = False) -> pa.Array:
+        """Rows ``[lo, hi)`` of one column; ``encoded``: ids as dictionary arrays (for digests)."""
+        if name in ("user_id", "item_id"):
+            table, codes = (self.users, self.user) if name == "user_id" else (self.items, self.item)
+            return table.dictionary(codes[lo:hi]) if encoded else table.take(codes[lo:hi])
+        if name == "timestamp":
+            return pa.array(self.timestamp[lo:hi])
+        if name == "rating":
+            return self.rating.slice(lo, hi - lo)
+        raise KeyError(name)
+
+    def pieces(self, name: str, rows: int = 1 << 20):
+        return lambda: (self.column(name, lo, min(len(self), lo + rows), encoded=True) for lo in range(0, len(self), rows))
+
+    def batches(self, rows: int = 1 << 18) -> Iterator[pa.RecordBatch]:
+        for lo in range(0, len(self), rows):
+            hi = min(len(self), lo + rows)
+            yield pa.RecordBatch.from_arrays([self.column(c, lo, hi) for c in self.columns], schema=self.schema)
+
+    def frame(self) -> pl.DataFrame:
+        return pl.from_arrow(pa.Table.from_batches(list(self.batches()), schema=self.schema))  # type: ignore[return-value]
+
+    def subset(self, rows: np.ndarray, users: np.ndarray, items: np.ndarray) -> "Interactions":
+        """The given rows (sorted), with codes renumbered to the kept user and item codes (sorted)."""
+        user_map = np.full(len(self.users), -1, dtype=np.int32)
+        user_map[users] = np.arange(len(users), dtype=np.int32)
+        item_map = np.full(len(self.items), -1, dtype=np.int32)
+        item_map[items] = np.arange(len(items), dtype=np.int32)
+        return Interactions(
+            users=IdTable(self.users.take(users)), items=IdTable(self.items.take(items)),
+            user=user_map[self.user[rows]], item=item_map[self.item[rows]], timestamp=self.timestamp[rows],
+            rating=self.rating.take(pa.array(rows)),
+        )
+
+
+def _codes(values: pl.Series) -> tuple[pl.Series, np.ndarray]:
+    """(sorted distinct values, int32 code of each value): codes sort like the values."""
+    distinct = values.unique().sort()
+    codes = values.replace_strict(distinct, pl.int_range(0, len(distinct), eager=True, dtype=pl.Int32),
+                                  return_dtype=pl.Int32)
+    return distinct, codes.to_numpy().astype(np.int32, copy=False)  # (an empty series converts as objects)
+
+
 def filter_interactions(
     interactions: pl.DataFrame | pl.LazyFrame, items: pl.DataFrame, spec: BuildSpec, where: str = "interactions"
-) -> pl.DataFrame:
-    """Steps 1-5 (dedup, window, title filter, user filter, chronological order), lazily."""
+) -> Interactions:
+    """Steps 1-5 (dedup, window, title filter, user filter, chronological order) on integer codes.
+
+    Ids become codes first (sorted distinct ids, so codes order like the ids); one
+    sort by (user, timestamp, source order) then gives both the dedup (the first row
+    of a (user, item) pair in that order is its earliest) and the final order, and
+    the filters are masks over that order."""
     lf = _as_lazy(interactions)
     cols = lf.collect_schema().names()
     missing = [c for c in ("user_id", "item_id", "timestamp") if c not in cols]
@@ -182,169 +268,89 @@ def filter_interactions(
         pl.col("timestamp").cast(pl.Int64),
         rating,
         pl.col("_order").cast(pl.Int64),
-    ).filter(pl.col("user_id").is_not_null() & pl.col("item_id").is_not_null() & pl.col("timestamp").is_not_null())
-    # 1. repeated (user, item): keep the earliest (timestamp, then source order)
-    lf = lf.sort(["user_id", "item_id", "timestamp", "_order"]).unique(
-        subset=["user_id", "item_id"], keep="first", maintain_order=True
     )
+    # a frame in memory is selected in place (no copy); a lazy source streams
+    df = lf.collect() if isinstance(interactions, pl.DataFrame) else lf.collect(engine="streaming")
+    present = pl.col("user_id").is_not_null() & pl.col("item_id").is_not_null() & pl.col("timestamp").is_not_null()
+    if df.select(present.not_().any()).item():
+        df = df.filter(present)
+    users, user = _codes(df["user_id"])
+    item_ids, item = _codes(df["item_id"])
+    ts = df["timestamp"].to_numpy().astype(np.int64, copy=False)
+    # 1 + 5: (user, timestamp, source order); nulls of the source order first, as polars sorts
+    codes = pl.DataFrame([pl.Series("u", user), pl.Series("t", ts), df["_order"]])
+    order = codes.select(pl.arg_sort_by(["u", "t", "_order"], maintain_order=True)).to_series().to_numpy()
+    del codes
+    user, item, ts = user[order], item[order], ts[order]
+    # 1. repeated (user, item): the first in this order is the earliest (timestamp, then source order)
+    keep = pl.Series(user.astype(np.int64) * len(item_ids) + item).is_first_distinct().to_numpy()
     # 2. window
     if spec.window_start_ms is not None:
-        lf = lf.filter(pl.col("timestamp") >= spec.window_start_ms)
+        keep &= ts >= spec.window_start_ms
     if spec.window_end_ms is not None:
-        lf = lf.filter(pl.col("timestamp") < spec.window_end_ms)
+        keep &= ts < spec.window_end_ms
     # 3. items with a usable title
-    lf = lf.join(items.lazy().select("item_id"), on="item_id", how="semi")
+    keep &= item_ids.is_in(items["item_id"].implode()).to_numpy()[item]
     # 4. users with enough interactions
-    lf = lf.filter(pl.len().over("user_id") >= spec.min_interactions)
-    # 5. chronological, stable tie-break on source order
-    lf = lf.sort(["user_id", "timestamp", "_order"])
-    return lf.collect(engine="streaming")
+    keep &= (np.bincount(user[keep], minlength=len(users)) >= spec.min_interactions)[user]
+    rows = order[keep]
+    return Interactions(
+        users=IdTable(users), items=IdTable(item_ids), user=user[keep], item=item[keep], timestamp=ts[keep],
+        rating=df["rating"].gather(rows).to_arrow(),
+    )
 
 
 # ---------------------------------------------------------------- splitting and instances
 
 
-def split_users(users: list[str], spec: BuildSpec) -> dict[str, list[str]]:
-    """Assign users to splits by a seeded stable hash order (independent of input order)."""
-    users = sorted(users)
+def split_users(users: list[str], spec: BuildSpec) -> np.ndarray:
+    """The split of each user (0 train, 1 val, 2 test) by a seeded stable hash order
+    (independent of input order); ``users`` sorted."""
     order = np.argsort(stable_hashes((spec.seed, "split"), users), kind="stable")
     n = len(users)
     n_train = int(round(spec.split_ratios[0] * n))
     n_val = int(round(spec.split_ratios[1] * n))
     n_val = min(n_val, n - n_train)
-    ranked = [users[i] for i in order]
-    return {"train": ranked[:n_train], "val": ranked[n_train : n_train + n_val], "test": ranked[n_train + n_val :]}
+    split = np.empty(n, dtype=np.int8)
+    split[order[:n_train]] = 0
+    split[order[n_train: n_train + n_val]] = 1
+    split[order[n_train + n_val:]] = 2
+    return split
 
 
-def _list_column(name: str, values: pl.Series, offsets: np.ndarray) -> pl.Series:
-    """A list column from its flat values and int64 offsets (no Python objects: arrow views)."""
-    flat = values.to_arrow(compat_level=pl.CompatLevel.newest())
-    arr = pa.LargeListArray.from_arrays(pa.array(offsets, type=pa.int64()), flat)
-    return pl.Series(name, arr).cast(pl.List(values.dtype))
-
-
-def make_instances(inter: pl.DataFrame, splits: dict[str, list[str]], item_ids: list[str], spec: BuildSpec) -> pl.DataFrame:
-    """Instances with histories and shuffled candidates, vectorised over all users.
-
-    Ids never become Python objects: rows and lists are gathered from polars
-    series by integer codes (items) and indices (users).
-    """
-    n_rows = inter.height
-    n_items = len(item_ids)
-    ids = pl.Series("item_id", item_ids, dtype=pl.String)  # code -> id
-    codes = inter["item_id"].replace_strict(item_ids, list(range(n_items)), return_dtype=pl.Int64).to_numpy()
-    ts = inter["timestamp"].to_numpy().astype(np.int64)
-    # user boundaries (inter is sorted by user)
-    user_col = inter["user_id"]
-    change = (user_col != user_col.shift(1)).fill_null(True).to_numpy()
-    starts = np.flatnonzero(change)
-    lengths = np.diff(np.append(starts, n_rows))
-    user_series = user_col.gather(starts)
-    user_names = user_series.to_list()
-    n_users = len(user_names)
-    uidx = np.repeat(np.arange(n_users), lengths)
-    pos = np.arange(n_rows) - np.repeat(starts, lengths)
-    split_of = {u: s for s, us in splits.items() for u in us}
-    rank = {"train": 0, "val": 1, "test": 2}
-    user_split = np.array([rank[split_of[u]] for u in user_names], dtype=np.int8)
-    is_last = pos == np.repeat(lengths - 1, lengths)
-    sel = (pos >= 1) & ((user_split[uidx] == 0) | is_last)
-    rows = np.flatnonzero(sel)
-    # order: split, user_id, target position (rows are already user/position sorted)
-    rows = rows[np.argsort(user_split[uidx[rows]], kind="stable")]
-    n = len(rows)
-    iu = uidx[rows]
-    ipos = pos[rows]
-
-    # histories: the preceding <= L items
-    h_start = np.maximum(rows - spec.history_len, starts[iu])
-    h_len = rows - h_start
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(h_len, out=offsets[1:])
-    flat_idx = np.repeat(h_start - offsets[:-1], h_len) + np.arange(offsets[-1])
-
-    # candidates
-    n_neg = spec.n_candidates - 1
-    user_item_keys = np.sort(uidx.astype(np.int64) * n_items + codes)  # (user, item) pairs are unique after dedup
-    user_item_keys = user_item_keys[np.append(True, user_item_keys[1:] != user_item_keys[:-1])]
-    per_user_items = np.bincount(user_item_keys // n_items, minlength=n_users)
-    short = np.flatnonzero(n_items - per_user_items < n_neg)
-    if short.size:
-        u = short[0]
-        raise DataError(
-            f"too few items to draw {n_neg} negatives: user {user_names[u]!r} interacted with "
-            f"{per_user_items[u]} of the {n_items} items, leaving {n_items - per_user_items[u]} "
-            f"(need >= {n_neg}); lower n_candidates or use more data"
-        )
-    user_keys = stable_hashes((spec.seed, "instance"), user_names)
-    with np.errstate(over="ignore"):
-        inst_keys = splitmix64(user_keys[iu] ^ splitmix64(ipos.astype(np.uint64) * GOLDEN))
-    cand = np.empty((n, spec.n_candidates), dtype=np.int64)
-    cand[:, 0] = codes[rows]
-    cand[:, 1:] = draw_negatives(inst_keys, iu, user_item_keys, n_items, n_neg)
-    # a seeded shuffle per instance (row-wise, so done in cache-sized chunks)
-    counters = np.arange(1 << 20, (1 << 20) + spec.n_candidates, dtype=np.uint64)
-    target_index = np.empty(n, dtype=np.int8)
-    for lo in range(0, n, DRAW_CHUNK):
-        hi = min(n, lo + DRAW_CHUNK)
-        perm = np.argsort(stream(inst_keys[lo:hi] ^ np.uint64(0x5DEECE66D), counters), axis=1, kind="stable")
-        cand[lo:hi] = np.take_along_axis(cand[lo:hi], perm, axis=1)
-        target_index[lo:hi] = np.argmax(perm == 0, axis=1)
-
-    cand_off = np.arange(n + 1, dtype=np.int64) * spec.n_candidates
-    targets = codes[rows]
-    train_mask = user_split[iu] == 0
-    freq = np.bincount(targets[train_mask], minlength=n_items)
-    return pl.DataFrame(
-        [
-            pl.Series("instance_id", np.arange(n, dtype=np.int64)),
-            pl.Series("split", ["train", "val", "test"], dtype=pl.String).gather(user_split[iu]),
-            user_series.gather(iu).alias("user_id"),
-            _list_column("history", ids.gather(codes[flat_idx]), offsets),
-            _list_column("history_timestamps", pl.Series(ts[flat_idx], dtype=pl.Int64), offsets),
-            ids.gather(targets).alias("target"),
-            pl.Series("target_timestamp", ts[rows], dtype=pl.Int64),
-            _list_column("candidates", ids.gather(cand.ravel()), cand_off),
-            pl.Series("target_index", target_index, dtype=pl.Int8),
-            pl.Series("target_train_freq", freq[targets].astype(np.int64), dtype=pl.Int64),
-        ]
-    )
-
-
-def limit_user_subset(users: list[str], spec: BuildSpec) -> list[str]:
-    """A seeded subset of ``spec.limit_users`` users (stable hash order)."""
+def limit_user_subset(users: list[str], spec: BuildSpec) -> np.ndarray:
+    """Indices (ascending) of a seeded subset of ``spec.limit_users`` of the sorted ``users`` (stable hash order)."""
     if spec.limit_users is None or spec.limit_users >= len(users):
-        return users
-    users = sorted(users)
+        return np.arange(len(users))
     order = np.argsort(stable_hashes((spec.seed, "limit"), users), kind="stable")
-    return sorted(users[i] for i in order[: spec.limit_users])
+    return np.sort(order[: spec.limit_users])
 
 
-def compute_stats(inter: pl.DataFrame, items: pl.DataFrame, instances: pl.DataFrame) -> dict[str, Any]:
-    users = inter["user_id"].n_unique()
+def compute_stats(inter: Interactions, items: pl.DataFrame, plan: InstancePlan) -> dict[str, Any]:
+    users = len(inter.users)
     n_items = items.height
-    n_inter = inter.height
-    seq = inter.group_by("user_id").len()["len"]
+    n_inter = len(inter)
     stats: dict[str, Any] = {
         "users": int(users),
         "items": int(n_items),
         "interactions": int(n_inter),
         "density": round(n_inter / max(users * n_items, 1), 6),
         "avg_sequence_length": round(n_inter / max(users, 1), 4),
-        "max_sequence_length": int(seq.max() or 0),
-        "instances": int(instances.height),
+        "max_sequence_length": int(np.bincount(inter.user).max()) if n_inter else 0,
+        "instances": len(plan),
         "splits": {},
     }
-    for s in ("train", "val", "test"):
-        part = instances.filter(pl.col("split") == s)
+    cold = plan.item_train_freq[plan.targets()] == 0
+    for code, s in enumerate(SPLIT_NAMES):
+        part = plan.split == code
         stats["splits"][s] = {
-            "users": int(part["user_id"].n_unique()),
-            "instances": int(part.height),
-            "cold_targets": int((part["target_train_freq"] == 0).sum()),
+            "users": int(np.unique(plan.user[part]).size),
+            "instances": int(part.sum()),
+            "cold_targets": int((cold & part).sum()),
         }
     if n_inter:
-        stats["first_timestamp_ms"] = int(inter["timestamp"].min())
-        stats["last_timestamp_ms"] = int(inter["timestamp"].max())
+        stats["first_timestamp_ms"] = int(inter.timestamp.min())
+        stats["last_timestamp_ms"] = int(inter.timestamp.max())
     return stats
 
 
@@ -366,38 +372,43 @@ def build_benchmark(
     """
     items, text_fields = clean_items(items, spec)
     inter = filter_interactions(interactions, items, spec, where)
-    if inter.height == 0:
+    if len(inter) == 0:
         win = f" in the window [{spec.window_start_ms}, {spec.window_end_ms}) ms" if spec.window_start_ms or spec.window_end_ms else ""
         raise DataError(
             f"{where}: no interactions left{win} after dedup, title filter and dropping users with "
             f"< {spec.min_interactions} interactions; check the window and the input"
         )
-    check_ms_timestamps(inter["timestamp"], where)
-    all_users = inter["user_id"].unique().sort().to_list()
-    keep_users = limit_user_subset(all_users, spec)
-    if len(keep_users) < len(all_users):
-        inter = inter.filter(pl.col("user_id").is_in(keep_users))
-    inter = inter.drop("_order")
-    used = inter["item_id"].unique().sort()
-    items = items.filter(pl.col("item_id").is_in(used.implode())).sort("item_id")
-    splits = split_users(keep_users, spec)
-    instances = make_instances(inter, splits, items["item_id"].to_list(), spec)
+    check_ms_timestamps(inter.timestamp, where)
+    # every user code has rows (users without enough were dropped): keep a subset, then every
+    # item code that is still used, both renumbered in sorted order
+    present = np.flatnonzero(np.bincount(inter.user, minlength=len(inter.users)))
+    keep_users = present[limit_user_subset(inter.users.take(present).to_pylist(), spec)]
+    rows = np.flatnonzero(np.isin(inter.user, keep_users)) if len(keep_users) < len(inter.users) else np.arange(len(inter))
+    used = np.flatnonzero(np.bincount(inter.item[rows], minlength=len(inter.items)))
+    inter = inter.subset(rows, keep_users, used)
+    items = items.filter(pl.col("item_id").is_in(inter.items.series("item_id").implode())).sort("item_id")
+    user_split = split_users(inter.users.to_list(), spec)
     profile_fields: list[str] = []
+    profiles = None
     if users is not None:
         ucols = [c for c in users.columns if c != "user_id"]
         profile_fields = ucols
         prof = users.select(
             pl.col("user_id").cast(pl.String), *[pl.col(c).cast(pl.String).alias(f"profile_{c}") for c in ucols]
         ).unique(subset=["user_id"], keep="first", maintain_order=True)
-        instances = instances.join(prof, on="user_id", how="left", maintain_order="left")
+        # one row per user code (a left join: users without a profile get nulls)
+        per_user = inter.users.series("user_id").to_frame().join(prof, on="user_id", how="left", maintain_order="left")
+        profiles = per_user.drop("user_id").to_arrow().cast(
+            pa.schema([pa.field(f"profile_{c}", pa.large_string()) for c in ucols]))
+    plan = make_instances(inter, user_split, spec, profiles)
     return Built(
         dataset=dataset,
         spec=spec,
         items=items,
-        interactions=inter,
-        instances=instances,
+        inter=inter,
+        plan=plan,
         item_text_fields=text_fields,
         profile_fields=profile_fields,
-        stats=compute_stats(inter, items, instances),
+        stats=compute_stats(inter, items, plan),
         source=dict(source or {}),
     )

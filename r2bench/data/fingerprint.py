@@ -49,6 +49,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from r2bench.data.ids import take_strings
 from r2bench.errors import R2BenchError
 
 ENCODING = "r2bench.table/1"
@@ -92,8 +93,14 @@ def type_name(t: pa.DataType) -> str:
 def _normalise(arr: pa.Array) -> pa.Array:
     """One contiguous array in the plain layout of its canonical type."""
     t = arr.type
-    if pa.types.is_dictionary(t):  # decoded through plain values (no take kernel for string views)
-        arr = pa.DictionaryArray.from_arrays(arr.indices, _normalise(arr.dictionary)).dictionary_decode()
+    if pa.types.is_dictionary(t):
+        dictionary = _normalise(arr.dictionary)
+        if pa.types.is_large_string(dictionary.type) and dictionary.null_count == 0:
+            # strings stay encoded: their lengths come from the dictionary, and only the pass
+            # over the bytes decodes them (``_str_bytes``)
+            return pa.DictionaryArray.from_arrays(arr.indices, dictionary)
+        # decoded through plain values (no take kernel for string views)
+        arr = pa.DictionaryArray.from_arrays(arr.indices, dictionary).dictionary_decode()
         t = arr.type
     if pa.types.is_string(t) or pa.types.is_string_view(t):
         return arr.cast(pa.large_string())
@@ -109,6 +116,31 @@ SLICE_ROWS = 1 << 18
 Pieces = Callable[[], Iterator[pa.Array]]
 
 
+def _is_str_dictionary(t: pa.DataType) -> bool:
+    return pa.types.is_dictionary(t) and pa.types.is_large_string(t.value_type)
+
+
+def _str_offsets(arr: pa.Array) -> np.ndarray:
+    return np.frombuffer(arr.buffers()[1], dtype="<i8")[arr.offset: arr.offset + len(arr) + 1]
+
+
+def _plain_strings(arr: pa.Array) -> pa.Array:
+    """A large_string piece with nulls as "" (a dictionary-encoded piece decoded)."""
+    if pa.types.is_dictionary(arr.type):
+        if arr.null_count:
+            arr = arr.dictionary_decode()
+        else:
+            return take_strings(arr.dictionary, arr.indices.to_numpy(zero_copy_only=False))
+    return pc.fill_null(arr, "") if arr.null_count else arr
+
+
+def _str_lengths(arr: pa.Array) -> np.ndarray:
+    """The u64 byte length of each value of a string piece (0 for a null)."""
+    if pa.types.is_dictionary(arr.type) and not arr.null_count:
+        return np.diff(_str_offsets(arr.dictionary)).astype("<u8")[arr.indices.to_numpy(zero_copy_only=False)]
+    return np.diff(_str_offsets(_plain_strings(arr))).astype("<u8", copy=False)
+
+
 def _update_values(h: "hashlib._Hash", pieces: Pieces, t: pa.DataType) -> None:
     """Feed the values block of a column, given as consecutive pieces, into ``h``.
 
@@ -118,13 +150,12 @@ def _update_values(h: "hashlib._Hash", pieces: Pieces, t: pa.DataType) -> None:
         n = len(arr)
         h.update(arr.is_valid().to_numpy(zero_copy_only=False).astype(np.uint8) if arr.null_count
                  else b"\1" * n)
-    if pa.types.is_large_string(t):
-        filled = lambda: (pc.fill_null(a, "") if a.null_count else a for a in pieces())  # noqa: E731
-        for arr in filled():  # lengths
-            offsets = np.frombuffer(arr.buffers()[1], dtype="<i8")[arr.offset: arr.offset + len(arr) + 1]
-            h.update(np.diff(offsets).astype("<u8", copy=False))
-        for arr in filled():  # bytes
-            offsets = np.frombuffer(arr.buffers()[1], dtype="<i8")[arr.offset: arr.offset + len(arr) + 1]
+    if pa.types.is_large_string(t) or _is_str_dictionary(t):
+        for arr in pieces():  # lengths
+            h.update(_str_lengths(arr))
+        for arr in pieces():  # bytes
+            arr = _plain_strings(arr)
+            offsets = _str_offsets(arr)
             if len(arr):
                 h.update(memoryview(arr.buffers()[2])[int(offsets[0]): int(offsets[-1])])
         return
@@ -180,10 +211,26 @@ def _column_pieces(column: Any) -> tuple[pa.DataType, Pieces]:
 
 def column_digest(name: str, column: Any) -> bytes:
     t, pieces = _column_pieces(column)
+    return pieces_digest(name, t, len(column), pieces)
+
+
+def pieces_digest(name: str, t: pa.DataType, n: int, pieces: Pieces) -> bytes:
+    """The column digest of a column of ``n`` values of arrow type ``t`` given as consecutive
+    pieces (``pieces()`` yields them anew for each pass; string pieces may be
+    dictionary-encoded, which hashes as the decoded values)."""
     h = hashlib.sha256()
-    h.update(_lp(name) + _lp(type_name(t)) + _u64(len(column)))
+    h.update(_lp(name) + _lp(type_name(t)) + _u64(n))
     _update_values(h, pieces, t)
     return h.digest()
+
+
+def digest_of_columns(n_rows: int, column_digests: list[bytes]) -> str:
+    """The table digest from its row count and its column digests in table order."""
+    h = hashlib.sha256()
+    h.update(ENCODING.encode() + b"\0" + _u64(n_rows) + _u64(len(column_digests)))
+    for d in column_digests:
+        h.update(d)
+    return h.hexdigest()
 
 
 def table_digest(table: Any) -> str:
@@ -192,8 +239,4 @@ def table_digest(table: Any) -> str:
         names, columns = table.column_names, table.columns
     else:
         names, columns = table.columns, table.get_columns()
-    h = hashlib.sha256()
-    h.update(ENCODING.encode() + b"\0" + _u64(len(table)) + _u64(len(names)))
-    for name, column in zip(names, columns):
-        h.update(column_digest(name, column))
-    return h.hexdigest()
+    return digest_of_columns(len(table), [column_digest(name, column) for name, column in zip(names, columns)])

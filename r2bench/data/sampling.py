@@ -47,23 +47,62 @@ def _below(x: np.ndarray, n: int) -> np.ndarray:
 def draw_negatives(
     inst_keys: np.ndarray, inst_user: np.ndarray, user_item_keys: np.ndarray, n_items: int, n_neg: int
 ) -> np.ndarray:
-    """``[n, n_neg]`` distinct item codes per instance, none in the user's items.
+    """``[n, n_neg]`` distinct item codes (int32) per instance, none in the user's items.
 
     Draw j of instance i is ``below(splitmix(key_i, j), n_items)``; rejected draws
     (the user's items, repeats) are skipped and the first ``n_neg`` accepted ones
     kept, so the result depends only on the instance key and the user's items
     (``user_item_keys``: sorted ``user * n_items + item``), never on how the draws
     are batched (chunk size, draws per round).
+
+    Almost every instance accepts its first ``n_neg`` draws (a user has a handful of
+    the items, and repeats are rare), so each chunk draws exactly ``n_neg`` per
+    instance first and keeps them where none is rejected; only the other instances
+    go through the general rejection loop (:func:`_draw_chunk`), with the same result.
     """
     n = len(inst_keys)
-    out = np.empty((n, n_neg), dtype=np.int64)
+    out = np.empty((n, n_neg), dtype=np.int32)
     chunk = DRAW_CHUNK
     with bar(total=n, desc="candidates", unit="inst") as b:
         for lo in range(0, n, chunk):
             hi = min(n, lo + chunk)
-            out[lo:hi] = _draw_chunk(inst_keys[lo:hi], inst_user[lo:hi], user_item_keys, n_items, n_neg)
+            out[lo:hi] = _draw_chunk_fast(inst_keys[lo:hi], inst_user[lo:hi], user_item_keys, n_items, n_neg)
             b.update(hi - lo)
     return out
+
+
+_HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _in_pairs(pair: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """``pair`` (int64, any shape) is in ``pairs`` (sorted, non-empty): a bit table over a
+    multiplicative hash of ``pairs`` rules out most queries, a binary search settles the rest."""
+    bits = max(12, int(len(pairs) * 16).bit_length())
+    shift = np.uint64(64 - bits)
+    table = np.zeros(1 << bits, dtype=bool)
+    with np.errstate(over="ignore"):
+        table[(pairs.astype(np.uint64) * _HASH_MUL) >> shift] = True
+        maybe = np.flatnonzero(table[(pair.ravel().astype(np.uint64) * _HASH_MUL) >> shift])
+    found = np.zeros(pair.size, dtype=bool)
+    if maybe.size:
+        q = pair.ravel()[maybe]
+        pos = np.minimum(np.searchsorted(pairs, q), len(pairs) - 1)
+        found[maybe] = pairs[pos] == q
+    return found.reshape(pair.shape)
+
+
+def _draw_chunk_fast(keys: np.ndarray, user: np.ndarray, user_item_keys: np.ndarray, n_items: int, n_neg: int) -> np.ndarray:
+    user = user.astype(np.int64)
+    first, last = np.searchsorted(user_item_keys, [user.min() * n_items, (user.max() + 1) * n_items])
+    pairs = user_item_keys[first:last]  # every user has items: never empty
+    draws = _below(stream(keys, np.arange(n_neg, dtype=np.uint64)), n_items)  # [t, n_neg]
+    rejected = _in_pairs(user[:, None] * n_items + draws, pairs).any(axis=1)
+    srt = np.sort(draws, axis=1)
+    rejected |= (srt[:, 1:] == srt[:, :-1]).any(axis=1)  # a repeat
+    redo = np.flatnonzero(rejected)
+    if redo.size:
+        draws[redo] = _draw_chunk(keys[redo], user[redo], user_item_keys, n_items, n_neg)
+    return draws
 
 
 def _draw_chunk(keys: np.ndarray, user: np.ndarray, user_item_keys: np.ndarray, n_items: int, n_neg: int) -> np.ndarray:

@@ -17,17 +17,20 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from r2bench import paths
 from r2bench.atomic import atomic_path, canonical_json, sha256_text, write_text
 from r2bench.data.benchmark import FILES, LATEST
-from r2bench.data.build import Built
-from r2bench.data.fingerprint import ENCODING, table_digest
+from r2bench.data.build import Built, Interactions
+from r2bench.data.fingerprint import ENCODING, digest_of_columns, pieces_digest, table_digest
+from r2bench.data.instances import InstancePlan
 from r2bench.errors import R2BenchError
 from r2bench.version import __version__
 
@@ -37,28 +40,36 @@ ROW_GROUP_SIZE = 65_536
 WRITE_ROWS = 4 * ROW_GROUP_SIZE  # rows converted to arrow and written at a time
 
 
+PARQUET_OPTIONS: dict[str, Any] = dict(
+    # zstd level 1 without dictionary pages: on a full-size Amazon instances table 1.5x
+    # faster to write than level 3 with dictionaries, and 13% smaller (list columns of ids
+    # compress better plain); reading is as fast
+    compression="zstd",
+    compression_level=1,
+    use_dictionary=False,
+    write_statistics=True,
+    store_schema=False,
+    write_page_index=False,
+    version="2.6",
+    data_page_version="1.0",
+)
+
+
+def write_batches(path: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> None:
+    """Byte-stable parquet from record batches (the same batches give the same bytes)."""
+    with pq.ParquetWriter(path, schema, **PARQUET_OPTIONS) as writer:
+        for batch in batches:
+            writer.write_batch(batch, row_group_size=ROW_GROUP_SIZE)
+
+
 def write_parquet(df: pl.DataFrame, path: Path) -> None:
     """Byte-stable parquet for the same frame, converted to arrow a few row groups at a
     time (a whole Amazon instances table converted at once would double its memory)."""
     schema = df.slice(0, 0).to_arrow().schema.remove_metadata()  # large_string/large_list layouts
     # exported without copying (string views), then converted to ``schema`` a slice at a time
     table = df.to_arrow(compat_level=pl.CompatLevel.newest())
-    with pq.ParquetWriter(
-        path, schema,
-        # zstd level 1 without dictionary pages: on a full-size Amazon instances table 1.5x
-        # faster to write than level 3 with dictionaries, and 13% smaller (list columns of ids
-        # compress better plain); reading is as fast
-        compression="zstd",
-        compression_level=1,
-        use_dictionary=False,
-        write_statistics=True,
-        store_schema=False,
-        write_page_index=False,
-        version="2.6",
-        data_page_version="1.0",
-    ) as writer:
-        for off in range(0, df.height, WRITE_ROWS):
-            writer.write_table(table.slice(off, WRITE_ROWS).cast(schema), row_group_size=ROW_GROUP_SIZE)
+    write_batches(path, schema, (batch.cast(schema) for off in range(0, df.height, WRITE_ROWS)
+                                 for batch in table.slice(off, WRITE_ROWS).to_batches()))
 
 
 def table_name(file: str) -> str:
@@ -87,17 +98,28 @@ def _manifest(built: Built, tables: dict[str, str], fp: str) -> dict[str, Any]:
     }
 
 
+def coded_digest(table: Interactions | InstancePlan) -> str:
+    """The content digest of a table held as codes, computed from its slices (ids dictionary-encoded)."""
+    n = len(table)
+    return digest_of_columns(n, [pieces_digest(c, table.column(c, 0, 0, encoded=True).type, n, table.pieces(c))
+                                 for c in table.columns])
+
+
 def _write_tables(built: Built, folder: Path) -> tuple[dict[str, str], str]:
     folder.mkdir(parents=True, exist_ok=True)
-    frames = {"items.parquet": built.items, "interactions.parquet": built.interactions, "instances.parquet": built.instances}
     # Parquet encoding/compression and sha256 both release the GIL: hash while writing.
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        hashing = {table_name(n): pool.submit(table_digest, frames[n]) for n in FILES}
-        for name in FILES:
-            write_parquet(frames[name], folder / name)
-        digests = {name: job.result() for name, job in hashing.items()}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashing = {
+            "items": pool.submit(table_digest, built.items),
+            "interactions": pool.submit(coded_digest, built.inter),
+            "instances": pool.submit(coded_digest, built.plan),
+        }
+        write_parquet(built.items, folder / "items.parquet")
+        write_batches(folder / "interactions.parquet", built.inter.schema, built.inter.batches())
+        write_batches(folder / "instances.parquet", built.plan.schema, built.plan.batches())
+        digests = {table_name(name): hashing[table_name(name)].result() for name in FILES}
     fp = fingerprint_of(built.dataset, built.spec.to_dict(), digests)
     (folder / "manifest.json").write_text(canonical_json(_manifest(built, digests, fp)), encoding="utf-8")
     return digests, fp
@@ -143,8 +165,6 @@ def verify_benchmark(folder: str | Path) -> dict[str, Any]:
     """Recompute a benchmark folder's content fingerprint from its files; raise, naming
     the table that differs, when it does not match the manifest. Returns the manifest."""
     import json
-
-    import pyarrow as pa
 
     folder = Path(folder)
     mpath = folder / "manifest.json"

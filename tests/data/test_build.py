@@ -264,14 +264,14 @@ def test_interrupted_store_leaves_nothing_that_loads(monkeypatch, _isolated_home
     built = build_benchmark("demo", inter, items, BuildSpec())
     calls = []
 
-    def fail_on_third(df, path):
+    def fail_on_third(path, schema, batches):
         calls.append(path)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(df, path)
+        return real(path, schema, batches)
 
-    real = store.write_parquet
-    monkeypatch.setattr(store, "write_parquet", fail_on_third)
+    real = store.write_batches
+    monkeypatch.setattr(store, "write_batches", fail_on_third)
     with pytest.raises(KeyboardInterrupt):
         store_benchmark(built)
     root = _isolated_home / "benchmarks" / "demo"
