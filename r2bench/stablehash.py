@@ -32,11 +32,14 @@ def stable_hashes(prefix: tuple[object, ...], values: list[str]) -> "np.ndarray"
     """:func:`stable_hash64` of ``(*prefix, v)`` for every value, as uint64 (prefix joined once)."""
     import numpy as np
 
-    head = SEP.join(str(p) for p in prefix) + SEP
-    out = np.empty(len(values), dtype=np.uint64)
-    for i, v in enumerate(values):
-        out[i] = hash64(head + v)
-    return out
+    base = hashlib.blake2b((SEP.join(str(p) for p in prefix) + SEP).encode("utf-8"), digest_size=8)
+
+    def digest(v: str) -> bytes:  # the prefix is hashed once; each value continues a copy
+        h = base.copy()
+        h.update(v.encode("utf-8"))
+        return h.digest()
+
+    return np.frombuffer(b"".join(map(digest, values)), dtype="<u8").astype(np.uint64)
 
 
 def stable_rng(*parts: Any) -> "np.random.Generator":

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +33,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from r2bench.data.ids import IdTable
 from r2bench.data.instances import SPLIT_NAMES, InstancePlan, make_instances
+from r2bench.data.interactions import Encoded, Interactions, filter_interactions
 from r2bench.data.sampling import stable_hashes
 from r2bench.errors import DataError
 
@@ -156,10 +155,6 @@ def check_ms_timestamps(ts: pl.Series | np.ndarray, where: str) -> None:
         )
 
 
-def _as_lazy(df: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
-    return df.lazy() if isinstance(df, pl.DataFrame) else df
-
-
 def clean_items(items: pl.DataFrame, spec: BuildSpec) -> tuple[pl.DataFrame, list[str]]:
     """Items with a usable title, text fields as str; returns (items, text field names)."""
     if "item_id" not in items.columns or "title" not in items.columns:
@@ -175,129 +170,6 @@ def clean_items(items: pl.DataFrame, spec: BuildSpec) -> tuple[pl.DataFrame, lis
     cleaned, keep = usable_title_mask(items["title"].to_list(), spec.title_rule, spec.max_title_words)
     items = items.with_columns(pl.Series("title", cleaned, dtype=pl.String)).filter(pl.Series(keep, dtype=pl.Boolean))
     return items.select(["item_id", "title", *text_fields]), text_fields
-
-
-@dataclass
-class Interactions:
-    """Interactions as integer codes, in table order: (user_id, timestamp, source order).
-
-    ``user`` and ``item`` index the sorted distinct ids ``users`` and ``items``, so codes
-    sort like the ids they stand for; strings are looked up only when a table is written
-    (:meth:`column`, a slice at a time) or viewed (:meth:`frame`)."""
-
-    users: IdTable
-    items: IdTable
-    user: np.ndarray  # int32
-    item: np.ndarray  # int32
-    timestamp: np.ndarray  # int64, ms
-    rating: pa.Array  # float64, null where the source has none
-
-    columns = ("user_id", "item_id", "timestamp", "rating")
-
-    def __len__(self) -> int:
-        return len(self.user)
-
-    @property
-    def schema(self) -> pa.Schema:
-        return pa.schema([("user_id", pa.large_string()), ("item_id", pa.large_string()),
-                          ("timestamp", pa.int64()), ("rating", pa.float64())])
-
-    def column(self, name: str, lo: int, hi: int, encoded: bool = False) -> pa.Array:
-        """Rows ``[lo, hi)`` of one column; ``encoded``: ids as dictionary arrays (for digests)."""
-        if name in ("user_id", "item_id"):
-            table, codes = (self.users, self.user) if name == "user_id" else (self.items, self.item)
-            return table.dictionary(codes[lo:hi]) if encoded else table.take(codes[lo:hi])
-        if name == "timestamp":
-            return pa.array(self.timestamp[lo:hi])
-        if name == "rating":
-            return self.rating.slice(lo, hi - lo)
-        raise KeyError(name)
-
-    def pieces(self, name: str, rows: int = 1 << 20):
-        return lambda: (self.column(name, lo, min(len(self), lo + rows), encoded=True) for lo in range(0, len(self), rows))
-
-    def batches(self, rows: int = 1 << 18) -> Iterator[pa.RecordBatch]:
-        for lo in range(0, len(self), rows):
-            hi = min(len(self), lo + rows)
-            yield pa.RecordBatch.from_arrays([self.column(c, lo, hi) for c in self.columns], schema=self.schema)
-
-    def frame(self) -> pl.DataFrame:
-        return pl.from_arrow(pa.Table.from_batches(list(self.batches()), schema=self.schema))  # type: ignore[return-value]
-
-    def subset(self, rows: np.ndarray, users: np.ndarray, items: np.ndarray) -> "Interactions":
-        """The given rows (sorted), with codes renumbered to the kept user and item codes (sorted)."""
-        user_map = np.full(len(self.users), -1, dtype=np.int32)
-        user_map[users] = np.arange(len(users), dtype=np.int32)
-        item_map = np.full(len(self.items), -1, dtype=np.int32)
-        item_map[items] = np.arange(len(items), dtype=np.int32)
-        return Interactions(
-            users=IdTable(self.users.take(users)), items=IdTable(self.items.take(items)),
-            user=user_map[self.user[rows]], item=item_map[self.item[rows]], timestamp=self.timestamp[rows],
-            rating=self.rating.take(pa.array(rows)),
-        )
-
-
-def _codes(values: pl.Series) -> tuple[pl.Series, np.ndarray]:
-    """(sorted distinct values, int32 code of each value): codes sort like the values."""
-    distinct = values.unique().sort()
-    codes = values.replace_strict(distinct, pl.int_range(0, len(distinct), eager=True, dtype=pl.Int32),
-                                  return_dtype=pl.Int32)
-    return distinct, codes.to_numpy().astype(np.int32, copy=False)  # (an empty series converts as objects)
-
-
-def filter_interactions(
-    interactions: pl.DataFrame | pl.LazyFrame, items: pl.DataFrame, spec: BuildSpec, where: str = "interactions"
-) -> Interactions:
-    """Steps 1-5 (dedup, window, title filter, user filter, chronological order) on integer codes.
-
-    Ids become codes first (sorted distinct ids, so codes order like the ids); one
-    sort by (user, timestamp, source order) then gives both the dedup (the first row
-    of a (user, item) pair in that order is its earliest) and the final order, and
-    the filters are masks over that order."""
-    lf = _as_lazy(interactions)
-    cols = lf.collect_schema().names()
-    missing = [c for c in ("user_id", "item_id", "timestamp") if c not in cols]
-    if missing:
-        raise DataError(f"{where}: missing column(s) {', '.join(missing)} (have {cols})")
-    if "_order" not in cols:
-        lf = lf.with_row_index("_order")
-    rating = pl.col("rating").cast(pl.Float64) if "rating" in cols else pl.lit(None, dtype=pl.Float64).alias("rating")
-    lf = lf.select(
-        pl.col("user_id").cast(pl.String),
-        pl.col("item_id").cast(pl.String),
-        pl.col("timestamp").cast(pl.Int64),
-        rating,
-        pl.col("_order").cast(pl.Int64),
-    )
-    # a frame in memory is selected in place (no copy); a lazy source streams
-    df = lf.collect() if isinstance(interactions, pl.DataFrame) else lf.collect(engine="streaming")
-    present = pl.col("user_id").is_not_null() & pl.col("item_id").is_not_null() & pl.col("timestamp").is_not_null()
-    if df.select(present.not_().any()).item():
-        df = df.filter(present)
-    users, user = _codes(df["user_id"])
-    item_ids, item = _codes(df["item_id"])
-    ts = df["timestamp"].to_numpy().astype(np.int64, copy=False)
-    # 1 + 5: (user, timestamp, source order); nulls of the source order first, as polars sorts
-    codes = pl.DataFrame([pl.Series("u", user), pl.Series("t", ts), df["_order"]])
-    order = codes.select(pl.arg_sort_by(["u", "t", "_order"], maintain_order=True)).to_series().to_numpy()
-    del codes
-    user, item, ts = user[order], item[order], ts[order]
-    # 1. repeated (user, item): the first in this order is the earliest (timestamp, then source order)
-    keep = pl.Series(user.astype(np.int64) * len(item_ids) + item).is_first_distinct().to_numpy()
-    # 2. window
-    if spec.window_start_ms is not None:
-        keep &= ts >= spec.window_start_ms
-    if spec.window_end_ms is not None:
-        keep &= ts < spec.window_end_ms
-    # 3. items with a usable title
-    keep &= item_ids.is_in(items["item_id"].implode()).to_numpy()[item]
-    # 4. users with enough interactions
-    keep &= (np.bincount(user[keep], minlength=len(users)) >= spec.min_interactions)[user]
-    rows = order[keep]
-    return Interactions(
-        users=IdTable(users), items=IdTable(item_ids), user=user[keep], item=item[keep], timestamp=ts[keep],
-        rating=df["rating"].gather(rows).to_arrow(),
-    )
 
 
 # ---------------------------------------------------------------- splitting and instances
@@ -356,7 +228,7 @@ def compute_stats(inter: Interactions, items: pl.DataFrame, plan: InstancePlan) 
 
 def build_benchmark(
     dataset: str,
-    interactions: pl.DataFrame | pl.LazyFrame,
+    interactions: pl.DataFrame | pl.LazyFrame | Encoded,
     items: pl.DataFrame,
     spec: BuildSpec,
     users: pl.DataFrame | None = None,
@@ -366,7 +238,8 @@ def build_benchmark(
     """Run the whole pipeline on source frames.
 
     ``interactions``: user_id, item_id, timestamp (int, ms UTC), optional rating and
-    ``_order`` (source order; added from row order when absent). ``items``: item_id,
+    ``_order`` (source order; added from row order when absent), or the same already
+    encoded (:func:`r2bench.data.interactions.encode_interactions`). ``items``: item_id,
     title, further text columns. ``users``: user_id plus profile columns, or None.
     ``where`` names the input in error messages.
     """

@@ -164,7 +164,7 @@ def _update_values(h: "hashlib._Hash", pieces: Pieces, t: pa.DataType) -> None:
             h.update(pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype("<u8"))
         # the child values: flatten honours each piece's offset and skips null lists
         _update_values(h, lambda: (_normalise(a.flatten()) for a in pieces()), _normalise(
-            pa.array([], type=t).flatten()).type)
+            pa.nulls(0, type=t).flatten()).type)
         return
     name = type_name(t)
     for arr in pieces():  # values

@@ -14,6 +14,21 @@ import polars as pl
 import pyarrow as pa
 
 
+_ARROW_TYPES = {np.dtype(t): f() for t, f in (
+    ("int8", pa.int8), ("int16", pa.int16), ("int32", pa.int32), ("int64", pa.int64),
+    ("uint8", pa.uint8), ("uint16", pa.uint16), ("uint32", pa.uint32), ("uint64", pa.uint64),
+    ("float32", pa.float32), ("float64", pa.float64))}
+
+
+def arrow_of(values: np.ndarray) -> pa.Array:
+    """A numeric numpy array as an arrow array without nulls, sharing its memory.
+
+    (``pa.array`` would do the same, but its first call imports pandas, a third of a
+    second that ``prepare`` does not need.)"""
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(_ARROW_TYPES[values.dtype], len(values), [None, pa.py_buffer(values)])
+
+
 def large_strings(values: pa.Array | pa.ChunkedArray | pl.Series) -> pa.LargeStringArray:
     """One contiguous ``large_string`` array (polars string views and chunks normalised)."""
     if isinstance(values, pl.Series):
@@ -46,7 +61,7 @@ def take_strings(dictionary: pa.LargeStringArray, codes: np.ndarray, width: int 
     if width is None:
         width = fixed_width(dictionary)
     if width is None:
-        return dictionary.take(pa.array(codes)).cast(pa.large_string())
+        return dictionary.take(arrow_of(codes)).cast(pa.large_string())
     offsets = _offsets(dictionary)
     data = np.frombuffer(dictionary.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[0] + width * len(dictionary)]
     values = data.view(f"V{width}")[codes].view(np.uint8)  # a fancy-index gather of fixed-size records
@@ -69,7 +84,7 @@ class IdTable:
 
     def dictionary(self, codes: np.ndarray) -> pa.DictionaryArray:
         """The same values as :meth:`take`, without copying a string (content digests read it)."""
-        return pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int32)), self.ids)
+        return pa.DictionaryArray.from_arrays(arrow_of(np.asarray(codes, dtype=np.int32)), self.ids)
 
     def series(self, name: str) -> pl.Series:
         return pl.Series(name, self.ids).cast(pl.String)

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from r2bench.data.ids import IdTable
+from r2bench.data.ids import IdTable, arrow_of, large_strings
 from r2bench.data.sampling import DRAW_CHUNK, GOLDEN, draw_negatives, splitmix64, stable_hashes, stream
 from r2bench.errors import DataError
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from r2bench.data.build import BuildSpec, Interactions
 
 SPLIT_NAMES = ("train", "val", "test")
-_SPLITS = IdTable(pa.array(SPLIT_NAMES, type=pa.large_string()))
+_SPLITS = IdTable(large_strings(pl.Series(SPLIT_NAMES)))
 #: rows of the instances table materialised at a time (four parquet row groups)
 BATCH_ROWS = 1 << 18
 
@@ -86,29 +86,29 @@ class InstancePlan:
         inter = self.inter
         ids = (lambda table, codes: table.dictionary(codes)) if encoded else (lambda table, codes: table.take(codes))
         if name == "instance_id":
-            return pa.array(np.arange(lo, hi, dtype=np.int64))
+            return arrow_of(np.arange(lo, hi, dtype=np.int64))
         if name == "split":
             return ids(_SPLITS, self.split[lo:hi])
         if name == "user_id":
             return ids(inter.users, self.user[lo:hi])
         if name in ("history", "history_timestamps"):
             offsets, rows = self._history_rows(lo, hi)
-            values = ids(inter.items, inter.item[rows]) if name == "history" else pa.array(inter.timestamp[rows])
-            return pa.LargeListArray.from_arrays(pa.array(offsets), values)
+            values = ids(inter.items, inter.item[rows]) if name == "history" else arrow_of(inter.timestamp[rows])
+            return pa.LargeListArray.from_arrays(arrow_of(offsets), values)
         if name == "target":
             return ids(inter.items, inter.item[self.row[lo:hi]])
         if name == "target_timestamp":
-            return pa.array(inter.timestamp[self.row[lo:hi]])
+            return arrow_of(inter.timestamp[self.row[lo:hi]])
         if name == "candidates":
             k = self.candidates.shape[1]
             offsets = np.arange(0, (hi - lo + 1) * k, k, dtype=np.int64)
-            return pa.LargeListArray.from_arrays(pa.array(offsets), ids(inter.items, self.candidates[lo:hi].ravel()))
+            return pa.LargeListArray.from_arrays(arrow_of(offsets), ids(inter.items, self.candidates[lo:hi].ravel()))
         if name == "target_index":
-            return pa.array(self.target_index[lo:hi])
+            return arrow_of(self.target_index[lo:hi])
         if name == "target_train_freq":
-            return pa.array(self.item_train_freq[inter.item[self.row[lo:hi]]])
+            return arrow_of(self.item_train_freq[inter.item[self.row[lo:hi]]])
         if self.profiles is not None and name in self.profiles.column_names:
-            return self.profiles[name].take(pa.array(self.user[lo:hi])).combine_chunks()
+            return self.profiles[name].take(arrow_of(self.user[lo:hi])).combine_chunks()
         raise KeyError(name)
 
     def batch(self, lo: int, hi: int) -> pa.RecordBatch:

@@ -173,10 +173,10 @@ def test_window_prefilter_does_not_change_the_result(tmp_path):
     source = make_source("amazon-video-games", raw_dir=tmp_path)
     spec = resolve_spec(source.spec_defaults, {})
     full = source.load()  # no hint: every line kept
-    assert full.interactions.height == len(reviews)
+    assert len(full.interactions) == len(reviews)
     source.window = (spec.window_start_ms, spec.window_end_ms)
     hinted = source.load()
-    assert hinted.interactions.height < full.interactions.height
+    assert len(hinted.interactions) < len(full.interactions)
     a = build_benchmark("amazon-video-games", full.interactions, full.items, spec)
     b = build_benchmark("amazon-video-games", hinted.interactions, hinted.items, spec)
     assert a.instances.equals(b.instances) and a.items.equals(b.items) and a.interactions.equals(b.interactions)

@@ -24,6 +24,7 @@ import polars as pl
 
 from r2bench import paths
 from r2bench.data.build import MIN_PLAUSIBLE_MS
+from r2bench.data.interactions import encode_interactions
 from r2bench.data.download import DownloadError, download, record_path
 from r2bench.data.jsonl import ReadResult, read_jsonl
 from r2bench.data.sources.base import Source, SourceData, file_record
@@ -150,23 +151,33 @@ class Amazon2023(Source):
         the window applies), so everything else is dropped. One read: every line is
         validated, reviews at or after the window end are dropped batch by batch, and
         the earlier reviews are cut to the pairs seen inside the window at the end.
-        The builder still applies dedup and window itself.
+        The builder still applies dedup and window itself. The returned ReadResult
+        holds no frame (the rows are in the returned frame only).
         """
         start, end = self.window
         check = _check_ms(path)
 
         def before_end(df: pl.DataFrame) -> pl.DataFrame:
             df = check(df)
-            return df if end is None else df.filter(pl.col("timestamp") < end)
+            if end is None:
+                return df
+            late = df["timestamp"] >= end
+            return df.filter(~late) if late.any() else df  # (a filter copies every row)
 
         reviews = read_jsonl(path, REVIEW_SCHEMA, REVIEW_REQUIRED, skip, block_filter=before_end, desc="reviews")
-        frame = reviews.frame
+        frame, reviews.frame = reviews.frame, pl.DataFrame()
         if start is None:
             return reviews, frame
-        inside = frame.filter(pl.col("timestamp") >= start)
-        pairs = inside.select("user_id", "parent_asin")
-        earlier = frame.filter(pl.col("timestamp") < start).join(pairs, on=["user_id", "parent_asin"], how="semi")
-        return reviews, pl.concat([earlier, inside])
+        inside = frame["timestamp"] >= start
+        # earlier rows whose pair also occurs inside: a 64-bit hash of the pair narrows them
+        # down (cheap integer lookups), an exact join on the ids decides
+        key = frame.select(pl.col("user_id").hash(11) ^ pl.col("parent_asin").hash(12)).to_series()
+        key_in = key.filter(inside)
+        maybe = ~inside & key.is_in(key_in.implode())
+        ids = ["user_id", "parent_asin"]
+        pairs = frame.filter(inside & key.is_in(key.filter(maybe).implode())).select(ids)
+        earlier = frame.filter(maybe).join(pairs, on=ids, how="semi", maintain_order="left")
+        return reviews, pl.concat([earlier, frame.filter(inside)])
 
     def load(self) -> SourceData:
         reviews_path, meta_path, origin = self._files()
@@ -175,6 +186,10 @@ class Amazon2023(Source):
         # the checksums (for the manifest) are computed while polars reads: hashlib releases the GIL
         with ThreadPoolExecutor(max_workers=1) as pool:
             hashing = pool.submit(lambda: [file_record(reviews_path), file_record(meta_path)])
+            # metadata first, each batch cut to the item text as it arrives (the builder keeps
+            # the items that have interactions), while no review is held yet
+            meta = read_jsonl(meta_path, META_SCHEMA, META_REQUIRED, skip, desc="metadata",
+                              block_filter=lambda df: item_text(df, words))
             reviews, frame = self._read_reviews(reviews_path, skip)
             files = hashing.result()
         for rec, path in zip(files, (reviews_path, meta_path)):
@@ -183,16 +198,13 @@ class Amazon2023(Source):
                 want = json.loads(rp.read_text())["sha256"]
                 if want != rec["sha256"]:
                     raise DataError(f"{path}: sha256 differs from the download record: corrupt; delete it and prepare again")
-        wanted = frame.select(pl.col("parent_asin").unique())
-        meta = read_jsonl(
-            meta_path, META_SCHEMA, META_REQUIRED, skip, desc="metadata",
-            block_filter=lambda df: df.join(wanted, on="parent_asin", how="semi"),
-        )
-        inter = frame.select(
+        items, meta.frame = meta.frame, pl.DataFrame()
+        # ids as codes now: the review strings are freed before the build allocates anything
+        inter = encode_interactions(frame.select(
             pl.col("user_id"), pl.col("parent_asin").alias("item_id"), pl.col("timestamp"),
             pl.col("rating"), pl.col("_line").alias("_order"),
-        )
-        items = item_text(meta.frame, words)  # only items that have reviews were kept
+        ), where=str(reviews_path))
+        del frame
         info = {
             "name": f"Amazon Reviews 2023 ({self.category})",
             "category": self.category,

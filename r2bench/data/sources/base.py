@@ -1,8 +1,10 @@
 """The interface every dataset source implements.
 
-A source only reads: it returns raw interactions (lazily where the data is big),
-items and optional user profiles in the common schema, plus provenance (files and
-checksums). Everything protocol-related happens in :mod:`r2bench.data.build`.
+A source only reads: it returns raw interactions (lazily where the data is big, or
+with their ids already encoded by :func:`r2bench.data.interactions.encode_interactions`,
+which frees the id strings early), items and optional user profiles in the common
+schema, plus provenance (files and checksums). Everything protocol-related happens in
+:mod:`r2bench.data.build`.
 
 Common schema:
 - interactions: ``user_id`` (str), ``item_id`` (str), ``timestamp`` (int64, ms UTC),
@@ -15,16 +17,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from r2bench.atomic import sha256_file
 
+if TYPE_CHECKING:
+    from r2bench.data.interactions import Encoded
+
 
 @dataclass
 class SourceData:
-    interactions: pl.DataFrame | pl.LazyFrame
+    interactions: pl.DataFrame | pl.LazyFrame | Encoded
     items: pl.DataFrame
     users: pl.DataFrame | None
     info: dict[str, Any] = field(default_factory=dict)  # provenance: files, checksums, parameters
