@@ -111,7 +111,7 @@ def _normalise(arr: pa.Array) -> pa.Array:
 
 #: rows converted and hashed at a time: the encoding is defined on whole columns, but it is
 #: computed in passes over slices of this many rows, so memory stays bounded on big tables
-SLICE_ROWS = 1 << 18
+SLICE_ROWS = 1 << 16
 
 Pieces = Callable[[], Iterator[pa.Array]]
 

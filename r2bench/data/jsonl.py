@@ -221,12 +221,15 @@ def read_jsonl_blocks(
     block_filter: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     desc: str | None = None,
     block_bytes: int = BLOCK_BYTES,
+    compact: bool = True,
 ) -> ReadResult:
     """Read the ``schema`` fields of every line; adds ``_line`` (1-based line number).
 
     The line-naming reader: slower than the scan, but every error names ``file:line``.
     ``block_filter(frame)`` may validate (raise naming ``_line``) and reduce each
-    block before it is kept, which bounds memory. Gzip when the name ends in ``.gz``.
+    block before it is kept, which bounds memory; a block it shrank is copied so that it
+    holds no strings of the dropped rows, unless ``compact`` is False (the caller keeps
+    the dropped rows' strings anyway). Gzip when the name ends in ``.gz``.
     """
     path = Path(path)
     if not path.is_file():
@@ -254,7 +257,7 @@ def read_jsonl_blocks(
         if block_filter is not None:
             n = df.height
             df = block_filter(df)
-            if df.height < n:
+            if compact and df.height < n:
                 df = _compact(df)
         frames.append(df)
 
@@ -291,7 +294,7 @@ class _NeedsLineReader(Exception):
     """The scan met something that only the line-naming reader can explain."""
 
 
-def _scan(path: Path, schema, required, batch_filter, desc: str) -> ReadResult:
+def _scan(path: Path, schema, required, batch_filter, desc: str, compact: bool = True) -> ReadResult:
     """The fast path: polars' streaming NDJSON scan, each batch reduced as it arrives.
 
     ``_line`` is the record number here, which equals the line number when the
@@ -316,7 +319,7 @@ def _scan(path: Path, schema, required, batch_filter, desc: str) -> ReadResult:
                     batch = batch_filter(batch)
                 except DataError as exc:
                     raise _NeedsLineReader(str(exc)) from None
-                if batch.height < m:
+                if compact and batch.height < m:
                     batch = _compact(batch)
             frames.append(batch)
     frame = _concat(frames, schema)
@@ -330,6 +333,8 @@ def read_jsonl(
     skip_bad_lines: bool = False,
     block_filter: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     desc: str | None = None,
+    compact: bool = True,
+    on_restart: Callable[[], None] | None = None,
 ) -> ReadResult:
     """Read the ``schema`` fields of a ``.jsonl`` or ``.jsonl.gz`` file, fast when it is clean.
 
@@ -337,6 +342,8 @@ def read_jsonl(
     or ``block_filter`` raises, the file is read again by :func:`read_jsonl_blocks`,
     which names the offending line (or skips and counts bad lines with
     ``skip_bad_lines``). The two paths give the same rows; ``_line`` orders them.
+    ``on_restart`` is called before that second reading (a ``block_filter`` that keeps
+    state of its own resets it there); ``compact``: see :func:`read_jsonl_blocks`.
     """
     path = Path(path)
     if not path.is_file():
@@ -346,7 +353,9 @@ def read_jsonl(
         gzip_ok = f.read(2) == GZIP_MAGIC
     if NATIVE_SCAN and (gzip_ok or not path.name.endswith(".gz")):  # a .gz name without gzip data: the block reader says so
         try:
-            return _scan(path, schema, required, block_filter, desc or path.name)
+            return _scan(path, schema, required, block_filter, desc or path.name, compact)
         except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError, _NeedsLineReader) as exc:
             log.info("%s: the fast scan stopped (%s); reading again line by line to name the problem", path, str(exc)[:200])
-    return read_jsonl_blocks(path, schema, required, skip_bad_lines, block_filter, desc)
+            if on_restart is not None:
+                on_restart()
+    return read_jsonl_blocks(path, schema, required, skip_bad_lines, block_filter, desc, compact=compact)

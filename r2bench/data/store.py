@@ -37,7 +37,7 @@ from r2bench.version import __version__
 # /2: content fingerprints (per-table digests of the rows); /1 hashed the parquet bytes.
 MANIFEST_SCHEMA = "r2bench.benchmark/2"
 ROW_GROUP_SIZE = 65_536
-WRITE_ROWS = 4 * ROW_GROUP_SIZE  # rows converted to arrow and written at a time
+WRITE_ROWS = ROW_GROUP_SIZE  # rows converted to arrow and written at a time
 
 
 PARQUET_OPTIONS: dict[str, Any] = dict(

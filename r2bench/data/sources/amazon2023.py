@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from r2bench import paths
@@ -145,39 +146,56 @@ class Amazon2023(Source):
         )
 
     def _read_reviews(self, path: Path, skip: bool) -> tuple[ReadResult, pl.DataFrame]:
-        """Reviews inside the window, plus the earlier reviews of the same (user, item) pairs.
+        """The reviews inside the window whose (user, item) pair has no earlier review.
 
-        Only those earlier rows can change the result (dedup keeps the earliest, then
-        the window applies), so everything else is dropped. One read: every line is
-        validated, reviews at or after the window end are dropped batch by batch, and
-        the earlier reviews are cut to the pairs seen inside the window at the end.
+        Exactly the rows that can reach the benchmark: dedup keeps a pair's earliest
+        review and the window then drops it when that is before the window start, so a
+        pair with an earlier review is gone. One read validates every line; each batch
+        keeps its in-window rows and only the ids of its earlier reviews (their strings
+        share the batch's buffers), and reviews at or after the window end are dropped.
         The builder still applies dedup and window itself. The returned ReadResult
         holds no frame (the rows are in the returned frame only).
         """
         start, end = self.window
         check = _check_ms(path)
-
-        def before_end(df: pl.DataFrame) -> pl.DataFrame:
-            df = check(df)
-            if end is None:
-                return df
-            late = df["timestamp"] >= end
-            return df.filter(~late) if late.any() else df  # (a filter copies every row)
-
-        reviews = read_jsonl(path, REVIEW_SCHEMA, REVIEW_REQUIRED, skip, block_filter=before_end, desc="reviews")
-        frame, reviews.frame = reviews.frame, pl.DataFrame()
-        if start is None:
-            return reviews, frame
-        inside = frame["timestamp"] >= start
-        # earlier rows whose pair also occurs inside: a 64-bit hash of the pair narrows them
-        # down (cheap integer lookups), an exact join on the ids decides
-        key = frame.select(pl.col("user_id").hash(11) ^ pl.col("parent_asin").hash(12)).to_series()
-        key_in = key.filter(inside)
-        maybe = ~inside & key.is_in(key_in.implode())
         ids = ["user_id", "parent_asin"]
-        pairs = frame.filter(inside & key.is_in(key.filter(maybe).implode())).select(ids)
-        earlier = frame.filter(maybe).join(pairs, on=ids, how="semi", maintain_order="left")
-        return reviews, pl.concat([earlier, frame.filter(inside)])
+        earlier: list[pl.DataFrame] = []  # the ids of the reviews before the window start
+
+        def split(df: pl.DataFrame) -> pl.DataFrame:
+            df = check(df)
+            ts = df["timestamp"]
+            drop = ts >= end if end is not None else None
+            if start is not None:
+                before = ts < start
+                if before.any():
+                    earlier.append(df.filter(before).select(ids))
+                drop = before if drop is None else before | drop
+            return df.filter(~drop) if drop is not None and drop.any() else df  # (a filter copies every row)
+
+        reviews = read_jsonl(path, REVIEW_SCHEMA, REVIEW_REQUIRED, skip, block_filter=split, desc="reviews",
+                             compact=False, on_restart=earlier.clear)
+        frame, reviews.frame = reviews.frame, pl.DataFrame()
+        if not earlier:
+            return reviews, frame
+        # pairs with an earlier review: a 64-bit hash of the pair narrows the rows down (cheap
+        # integer lookups), an exact join on the ids decides
+        before = pl.concat(earlier)
+        earlier.clear()
+        pair_key = pl.col("user_id").hash(11) ^ pl.col("parent_asin").hash(12)
+        key_in = frame.select(pair_key).to_series()
+        key_before = before.select(pair_key).to_series()
+        maybe = key_in.is_in(key_before.implode())
+        if not maybe.any():
+            return reviews, frame
+        candidates = frame.select(ids).with_row_index("_row").filter(maybe)
+        seen_before = before.filter(key_before.is_in(key_in.filter(maybe).implode()))
+        del before, key_before
+        gone = candidates.join(seen_before, on=ids, how="semi")["_row"].to_numpy()
+        if not gone.size:
+            return reviews, frame
+        keep = np.ones(frame.height, dtype=bool)
+        keep[gone] = False
+        return reviews, frame.filter(pl.Series(keep))
 
     def load(self) -> SourceData:
         reviews_path, meta_path, origin = self._files()
