@@ -161,7 +161,9 @@ def _update_values(h: "hashlib._Hash", pieces: Pieces, t: pa.DataType) -> None:
         return
     if pa.types.is_large_list(t):
         for arr in pieces():  # lengths
-            h.update(pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype("<u8"))
+            lengths = pc.list_value_length(arr)
+            lengths = lengths.fill_null(0) if lengths.null_count else lengths  # (fill_null imports pandas)
+            h.update(lengths.to_numpy(zero_copy_only=False).astype("<u8"))
         # the child values: flatten honours each piece's offset and skips null lists
         _update_values(h, lambda: (_normalise(a.flatten()) for a in pieces()), _normalise(
             pa.nulls(0, type=t).flatten()).type)
@@ -175,9 +177,9 @@ def _update_values(h: "hashlib._Hash", pieces: Pieces, t: pa.DataType) -> None:
         elif not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
             raise R2BenchError(f"the content fingerprint does not define an encoding for arrow type {t}")
         if pa.types.is_boolean(arr.type):
-            values = arr.fill_null(False).to_numpy(zero_copy_only=False).astype(np.uint8)
+            values = (arr.fill_null(False) if arr.null_count else arr).to_numpy(zero_copy_only=False).astype(np.uint8)
         else:
-            values = arr.fill_null(0).to_numpy(zero_copy_only=False)
+            values = (arr.fill_null(0) if arr.null_count else arr).to_numpy(zero_copy_only=False)
             values = values.astype(values.dtype.newbyteorder("<"), copy=False)
             if name in _FLOAT_NAN:
                 nan = np.isnan(values)

@@ -75,17 +75,19 @@ _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
 
 
 def _in_pairs(pair: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """``pair`` (int64, any shape) is in ``pairs`` (sorted, non-empty): a bit table over a
-    multiplicative hash of ``pairs`` rules out most queries, a binary search settles the rest."""
+    """``pair`` (non-negative int64, any shape) is in ``pairs`` (sorted, non-empty): a bit table
+    over a multiplicative hash of ``pairs`` rules out most queries, a binary search settles the rest."""
     bits = max(12, int(len(pairs) * 16).bit_length())
     shift = np.uint64(64 - bits)
     table = np.zeros(1 << bits, dtype=bool)
     with np.errstate(over="ignore"):
-        table[(pairs.astype(np.uint64) * _HASH_MUL) >> shift] = True
-        maybe = np.flatnonzero(table[(pair.ravel().astype(np.uint64) * _HASH_MUL) >> shift])
+        table[(pairs.view(np.uint64) * _HASH_MUL) >> shift] = True
+        slot = pair.reshape(-1).view(np.uint64) * _HASH_MUL
+        slot >>= shift
+    maybe = np.flatnonzero(table[slot])
     found = np.zeros(pair.size, dtype=bool)
     if maybe.size:
-        q = pair.ravel()[maybe]
+        q = pair.reshape(-1)[maybe]
         pos = np.minimum(np.searchsorted(pairs, q), len(pairs) - 1)
         found[maybe] = pairs[pos] == q
     return found.reshape(pair.shape)
@@ -96,9 +98,11 @@ def _draw_chunk_fast(keys: np.ndarray, user: np.ndarray, user_item_keys: np.ndar
     first, last = np.searchsorted(user_item_keys, [user.min() * n_items, (user.max() + 1) * n_items])
     pairs = user_item_keys[first:last]  # every user has items: never empty
     draws = _below(stream(keys, np.arange(n_neg, dtype=np.uint64)), n_items)  # [t, n_neg]
-    rejected = _in_pairs(user[:, None] * n_items + draws, pairs).any(axis=1)
-    srt = np.sort(draws, axis=1)
-    rejected |= (srt[:, 1:] == srt[:, :-1]).any(axis=1)  # a repeat
+    pair = draws + (user * n_items)[:, None]
+    rejected = _in_pairs(pair, pairs).any(axis=1)
+    draws.sort(axis=1)  # (in place: the accepted draws are recomputed below)
+    rejected |= (draws[:, 1:] == draws[:, :-1]).any(axis=1)  # a repeat
+    draws = pair - (user * n_items)[:, None]  # the draws again, in draw order
     redo = np.flatnonzero(rejected)
     if redo.size:
         draws[redo] = _draw_chunk(keys[redo], user[redo], user_item_keys, n_items, n_neg)
