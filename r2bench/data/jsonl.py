@@ -294,7 +294,8 @@ class _NeedsLineReader(Exception):
     """The scan met something that only the line-naming reader can explain."""
 
 
-def _scan(path: Path, schema, required, batch_filter, desc: str, compact: bool = True) -> ReadResult:
+def _scan(path: Path, schema, required, batch_filter, desc: str, compact: bool = True,
+          batch_rows: int = SCAN_BATCH_ROWS) -> ReadResult:
     """The fast path: polars' streaming NDJSON scan, each batch reduced as it arrives.
 
     ``_line`` is the record number here, which equals the line number when the
@@ -307,7 +308,7 @@ def _scan(path: Path, schema, required, batch_filter, desc: str, compact: bool =
     frames: list[pl.DataFrame] = []
     n = 0
     with bar(desc=desc, unit=" records", unit_scale=True) as b:
-        for batch in lf.collect_batches(chunk_size=SCAN_BATCH_ROWS, engine="streaming"):
+        for batch in lf.collect_batches(chunk_size=batch_rows, engine="streaming"):
             if null_required is not None and batch.select(null_required).item():
                 raise _NeedsLineReader(f"a required field is null near record {n + 1}")
             n += batch.height
@@ -335,6 +336,7 @@ def read_jsonl(
     desc: str | None = None,
     compact: bool = True,
     on_restart: Callable[[], None] | None = None,
+    batch_rows: int = SCAN_BATCH_ROWS,
 ) -> ReadResult:
     """Read the ``schema`` fields of a ``.jsonl`` or ``.jsonl.gz`` file, fast when it is clean.
 
@@ -343,7 +345,8 @@ def read_jsonl(
     which names the offending line (or skips and counts bad lines with
     ``skip_bad_lines``). The two paths give the same rows; ``_line`` orders them.
     ``on_restart`` is called before that second reading (a ``block_filter`` that keeps
-    state of its own resets it there); ``compact``: see :func:`read_jsonl_blocks`.
+    state of its own resets it there); ``compact``: see :func:`read_jsonl_blocks`;
+    ``batch_rows``: records per batch of the scan (fewer for long records bound the memory).
     """
     path = Path(path)
     if not path.is_file():
@@ -353,7 +356,7 @@ def read_jsonl(
         gzip_ok = f.read(2) == GZIP_MAGIC
     if NATIVE_SCAN and (gzip_ok or not path.name.endswith(".gz")):  # a .gz name without gzip data: the block reader says so
         try:
-            return _scan(path, schema, required, block_filter, desc or path.name, compact)
+            return _scan(path, schema, required, block_filter, desc or path.name, compact, batch_rows)
         except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError, _NeedsLineReader) as exc:
             log.info("%s: the fast scan stopped (%s); reading again line by line to name the problem", path, str(exc)[:200])
             if on_restart is not None:

@@ -35,6 +35,7 @@ DEFAULT_BASE_URL = "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_2023
 WINDOW_START_MS = 1_633_046_400_000  # 2021-10-01 00:00 UTC
 WINDOW_END_MS = 1_696_118_400_000  # 2023-10-01 00:00 UTC
 DESCRIPTION_WORDS = 100
+META_BATCH_ROWS = 10_000  # metadata records are long (about 2 KB): small batches keep them few
 
 REVIEW_SCHEMA: dict[str, pl.DataType] = {
     "user_id": pl.String, "parent_asin": pl.String, "timestamp": pl.Int64, "rating": pl.Float64,
@@ -201,14 +202,15 @@ class Amazon2023(Source):
         reviews_path, meta_path, origin = self._files()
         skip = bool(self.options.get("skip_bad_lines"))
         words = int(self.options.get("description_words") or DESCRIPTION_WORDS)
-        # the checksums (for the manifest) are computed while polars reads: hashlib releases the GIL
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        # the checksums (for the manifest) and the metadata are read while polars reads the
+        # reviews (hashlib and polars release the GIL); metadata batches are small and cut to
+        # the item text as they arrive (the builder keeps the items that have interactions)
+        with ThreadPoolExecutor(max_workers=2) as pool:
             hashing = pool.submit(lambda: [file_record(reviews_path), file_record(meta_path)])
-            # metadata first, each batch cut to the item text as it arrives (the builder keeps
-            # the items that have interactions), while no review is held yet
-            meta = read_jsonl(meta_path, META_SCHEMA, META_REQUIRED, skip, desc="metadata",
-                              block_filter=lambda df: item_text(df, words))
+            reading = pool.submit(read_jsonl, meta_path, META_SCHEMA, META_REQUIRED, skip, desc="metadata",
+                                  block_filter=lambda df: item_text(df, words), batch_rows=META_BATCH_ROWS)
             reviews, frame = self._read_reviews(reviews_path, skip)
+            meta = reading.result()
             files = hashing.result()
         for rec, path in zip(files, (reviews_path, meta_path)):
             rp = record_path(path)
