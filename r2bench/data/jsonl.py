@@ -336,7 +336,7 @@ def read_jsonl(
     desc: str | None = None,
     compact: bool = True,
     on_restart: Callable[[], None] | None = None,
-    batch_rows: int = SCAN_BATCH_ROWS,
+    batch_rows: int | None = None,
 ) -> ReadResult:
     """Read the ``schema`` fields of a ``.jsonl`` or ``.jsonl.gz`` file, fast when it is clean.
 
@@ -346,7 +346,8 @@ def read_jsonl(
     ``skip_bad_lines``). The two paths give the same rows; ``_line`` orders them.
     ``on_restart`` is called before that second reading (a ``block_filter`` that keeps
     state of its own resets it there); ``compact``: see :func:`read_jsonl_blocks`;
-    ``batch_rows``: records per batch of the scan (fewer for long records bound the memory).
+    ``batch_rows``: records per batch of the scan (default ``SCAN_BATCH_ROWS``; fewer for long
+    records bound the memory).
     """
     path = Path(path)
     if not path.is_file():
@@ -356,7 +357,7 @@ def read_jsonl(
         gzip_ok = f.read(2) == GZIP_MAGIC
     if NATIVE_SCAN and (gzip_ok or not path.name.endswith(".gz")):  # a .gz name without gzip data: the block reader says so
         try:
-            return _scan(path, schema, required, block_filter, desc or path.name, compact, batch_rows)
+            return _scan(path, schema, required, block_filter, desc or path.name, compact, batch_rows or SCAN_BATCH_ROWS)
         except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError, _NeedsLineReader) as exc:
             log.info("%s: the fast scan stopped (%s); reading again line by line to name the problem", path, str(exc)[:200])
             if on_restart is not None:

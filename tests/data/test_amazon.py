@@ -222,3 +222,31 @@ def test_bad_line_in_uncompressed_reviews(tmp_path):
     _gunzip_in_place(tmp_path / "Video_Games.jsonl.gz")
     with pytest.raises(DataError, match=rf"Video_Games\.jsonl:{len(reviews) + 1}: not valid JSON"):
         _prep(tmp_path)
+
+
+def test_bad_line_after_earlier_reviews_builds_what_clean_data_builds(tmp_path, monkeypatch):
+    """The scan hands over batches (earlier reviews among them), then meets a bad line and the
+    line reader starts again: the result is the one without that line."""
+    import r2bench.data.jsonl as jsonl
+
+    monkeypatch.setattr(jsonl, "SCAN_BATCH_ROWS", 7)
+    reviews = reviews_for(60, 75, seed=4)
+    reviews += [dict(r, timestamp=WINDOW_START_MS - DAY_MS) for r in reviews[:15] if r["timestamp"] >= WINDOW_START_MS]
+    clean, dirty = tmp_path / "clean", tmp_path / "dirty"
+    write_category(clean, reviews=reviews)
+    write_category(dirty, reviews=reviews, extra_review_lines=["not json"])
+    restarts = []
+    real = jsonl.read_jsonl
+
+    def spy(*args, on_restart=None, **kw):
+        def restart():
+            restarts.append(args[0])
+            on_restart()
+        return real(*args, on_restart=restart if on_restart else None, **kw)
+
+    monkeypatch.setattr("r2bench.data.sources.amazon2023.read_jsonl", spy)
+    a = _prep(clean)
+    b = _prep(dirty, skip_bad_lines=True, root=tmp_path / "other-root")  # (not the copy prepared from clean)
+    assert [p.name for p in restarts] == ["Video_Games.jsonl.gz"]
+    assert b.manifest["source"]["bad_lines_skipped"] == 1
+    assert a.fingerprint == b.fingerprint
