@@ -13,6 +13,7 @@ tenth of the memory of the materialised table.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,8 +22,9 @@ import polars as pl
 import pyarrow as pa
 
 from r2bench.data.ids import IdTable, arrow_of, large_strings
-from r2bench.data.sampling import DRAW_CHUNK, GOLDEN, draw_negatives, splitmix64, stable_hashes, stream
+from r2bench.data.sampling import DRAW_CHUNK, GOLDEN, draw_chunk, splitmix64, stable_hashes, stream
 from r2bench.errors import DataError
+from r2bench.progress import bar
 
 if TYPE_CHECKING:
     from r2bench.data.build import BuildSpec, Interactions
@@ -199,15 +201,23 @@ def make_instances(inter: "Interactions", user_split: np.ndarray, spec: "BuildSp
         inst_keys = splitmix64(user_keys[iu] ^ splitmix64(ipos.astype(np.uint64) * GOLDEN))
     cand = np.empty((n, spec.n_candidates), dtype=np.int32)
     cand[:, 0] = codes[rows]
-    cand[:, 1:] = draw_negatives(inst_keys, iu, user_item_keys, n_items, n_neg)
-    del user_item_keys
-    # a seeded shuffle per instance (row-wise, so done in cache-sized chunks)
     target_index = np.empty(n, dtype=np.int8)
-    for lo in range(0, n, DRAW_CHUNK):
+
+    def candidates(lo: int) -> int:
+        """Negatives, then a seeded shuffle, for instances [lo, lo + DRAW_CHUNK) (cache-sized)."""
         hi = min(n, lo + DRAW_CHUNK)
+        cand[lo:hi, 1:] = draw_chunk(inst_keys[lo:hi], iu[lo:hi], user_item_keys, n_items, n_neg)
         perm = shuffle_order(inst_keys[lo:hi], spec.n_candidates)
         cand[lo:hi] = np.take_along_axis(cand[lo:hi], perm, axis=1)
         target_index[lo:hi] = np.argmax(perm == 0, axis=1)
+        return hi - lo
+
+    # chunks are independent (every draw is keyed by its instance): two threads share them
+    # (numpy releases the GIL in its loops)
+    with ThreadPoolExecutor(max_workers=2) as pool, bar(total=n, desc="candidates", unit="inst") as b:
+        for done in pool.map(candidates, range(0, n, DRAW_CHUNK)):
+            b.update(done)
+    del user_item_keys
     train_targets = codes[rows[user_split[iu] == 0]]
     freq = np.bincount(train_targets, minlength=n_items).astype(np.int64)
     return InstancePlan(inter=inter, split=user_split[iu].astype(np.int8), user=iu.astype(np.int32), row=rows.astype(np.int64),

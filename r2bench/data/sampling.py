@@ -66,7 +66,7 @@ def draw_negatives(
     with bar(total=n, desc="candidates", unit="inst") as b:
         for lo in range(0, n, chunk):
             hi = min(n, lo + chunk)
-            out[lo:hi] = _draw_chunk_fast(inst_keys[lo:hi], inst_user[lo:hi], user_item_keys, n_items, n_neg)
+            out[lo:hi] = draw_chunk(inst_keys[lo:hi], inst_user[lo:hi], user_item_keys, n_items, n_neg)
             b.update(hi - lo)
     return out
 
@@ -93,7 +93,8 @@ def _in_pairs(pair: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return found.reshape(pair.shape)
 
 
-def _draw_chunk_fast(keys: np.ndarray, user: np.ndarray, user_item_keys: np.ndarray, n_items: int, n_neg: int) -> np.ndarray:
+def draw_chunk(keys: np.ndarray, user: np.ndarray, user_item_keys: np.ndarray, n_items: int, n_neg: int) -> np.ndarray:
+    """:func:`draw_negatives` for one chunk of instances (int64 ``[len(keys), n_neg]``)."""
     user = user.astype(np.int64)
     first, last = np.searchsorted(user_item_keys, [user.min() * n_items, (user.max() + 1) * n_items])
     pairs = user_item_keys[first:last]  # every user has items: never empty

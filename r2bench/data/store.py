@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -102,23 +103,31 @@ def _manifest(built: Built, tables: dict[str, str], fp: str) -> dict[str, Any]:
     }
 
 
-def coded_digest(table: Interactions | InstancePlan) -> str:
-    """The content digest of a table held as codes, computed from its slices (ids dictionary-encoded)."""
+def coded_digest(table: Interactions | InstancePlan, pool: Executor | None = None) -> str:
+    """The content digest of a table held as codes, computed from its slices (ids
+    dictionary-encoded); with ``pool``, its columns are hashed there side by side."""
     n = len(table)
-    return digest_of_columns(n, [pieces_digest(c, table.column(c, 0, 0, encoded=True).type, n, table.pieces(c))
-                                 for c in table.columns])
+
+    def column(c: str) -> bytes:
+        return pieces_digest(c, table.column(c, 0, 0, encoded=True).type, n, table.pieces(c))
+
+    if pool is None:
+        return digest_of_columns(n, [column(c) for c in table.columns])
+    jobs = [pool.submit(column, c) for c in table.columns]
+    return digest_of_columns(n, [job.result() for job in jobs])
 
 
 def _write_tables(built: Built, folder: Path) -> tuple[dict[str, str], str]:
     folder.mkdir(parents=True, exist_ok=True)
-    # Parquet encoding/compression and sha256 both release the GIL: hash while writing.
+    # Parquet encoding/compression and sha256 both release the GIL: the tables are written
+    # here while two threads hash their columns (the largest first)
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool, ThreadPoolExecutor(max_workers=1) as tables:
         hashing = {
-            "items": pool.submit(table_digest, built.items),
-            "interactions": pool.submit(coded_digest, built.inter),
-            "instances": pool.submit(coded_digest, built.plan),
+            "instances": tables.submit(coded_digest, built.plan, pool),
+            "interactions": tables.submit(coded_digest, built.inter, pool),
+            "items": tables.submit(table_digest, built.items),
         }
         write_parquet(built.items, folder / "items.parquet")
         write_batches(folder / "interactions.parquet", built.inter.schema, built.inter.batches())
