@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,14 +76,20 @@ class InstancePlan:
     def targets(self) -> np.ndarray:
         return self.inter.item[self.row]
 
+    @cached_property
+    def _histories(self) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets and interaction rows (int32) of every history, computed once: the writer and
+        each pass of the digest read them a slice at a time."""
+        lengths = self.row - self.h_start
+        offsets = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        rows = np.repeat(self.h_start - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return offsets, rows.astype(np.int32 if len(self.inter) < 1 << 31 else np.int64)
+
     def _history_rows(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         """Offsets (from 0) and the interaction rows of the histories of instances ``[lo, hi)``."""
-        start, stop = self.h_start[lo:hi], self.row[lo:hi]
-        lengths = stop - start
-        offsets = np.zeros(hi - lo + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        rows = np.repeat(start - offsets[:-1], lengths) + np.arange(offsets[-1])
-        return offsets, rows
+        offsets, rows = self._histories
+        return offsets[lo: hi + 1] - offsets[lo], rows[offsets[lo]: offsets[hi]]
 
     def column(self, name: str, lo: int, hi: int, encoded: bool = False) -> pa.Array:
         """Rows ``[lo, hi)`` of one column; ``encoded``: strings as dictionary arrays (for digests)."""
