@@ -28,7 +28,8 @@ from r2bench.errors import DataError
 from r2bench.progress import bar
 
 if TYPE_CHECKING:
-    from r2bench.data.build import BuildSpec, Interactions
+    from r2bench.data.interactions import Interactions
+    from r2bench.data.spec import BuildSpec
 
 SPLIT_NAMES = ("train", "val", "test")
 _SPLITS = IdTable(large_strings(pl.Series(SPLIT_NAMES)))
@@ -226,7 +227,6 @@ def make_instances(inter: "Interactions", user_split: np.ndarray, spec: "BuildSp
     with ThreadPoolExecutor(max_workers=2) as pool, bar(total=n, desc="candidates", unit="inst") as b:
         for done in pool.map(candidates, range(0, n, DRAW_CHUNK)):
             b.update(done)
-    del user_item_keys
     train_targets = codes[rows[user_split[iu] == 0]]
     freq = np.bincount(train_targets, minlength=n_items).astype(np.int64)
     return InstancePlan(inter=inter, split=user_split[iu].astype(np.int8), user=iu.astype(np.int32), row=rows.astype(np.int64),

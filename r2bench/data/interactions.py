@@ -23,7 +23,7 @@ from r2bench.data.ids import IdTable, arrow_of
 from r2bench.errors import DataError
 
 if TYPE_CHECKING:
-    from r2bench.data.build import BuildSpec
+    from r2bench.data.spec import BuildSpec
 
 
 @dataclass
