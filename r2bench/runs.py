@@ -131,7 +131,8 @@ class Run:
         except R2BenchError as exc:
             raise R2BenchError(
                 f"run {self.path}: cannot find its benchmark {self.dataset} [{str(self.fingerprint)[:12]}] "
-                f"(recorded at {recorded}): {exc}"
+                f"(recorded at {recorded}): {exc}; prepare it with the spec in the run's benchmark record and "
+                f"check it with `r2bench verify {self.dataset}`"
             ) from None
 
 

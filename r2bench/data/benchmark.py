@@ -19,8 +19,9 @@ A prepared benchmark is a folder ``$R2BENCH_HOME/benchmarks/<dataset>/<fingerpri
     a positive in train instances), and ``profile_<field>`` (str) columns where the
     source has user profiles (their names are ``manifest["profile_fields"]``).
 ``manifest.json``
-    the construction spec, r2bench version, source checksums, per-file sha256,
-    the fingerprint and statistics.
+    the construction spec, r2bench version, source checksums, the content digest
+    of each table (``tables``, see ``r2bench.data.fingerprint``), the fingerprint
+    and statistics.
 """
 
 from __future__ import annotations

@@ -2,10 +2,14 @@
 
 Determinism: parquet is written by pyarrow with fixed compression (zstd level 3),
 a fixed row-group size, no pandas metadata and a constant ``created_by``, so the
-same tables give the same bytes. The manifest holds no wall-clock time.
+same tables give the same bytes with the same library versions. The manifest holds
+no wall-clock time.
 
-The fingerprint is the sha256 of the canonical JSON of {dataset, spec, per-file
-sha256}: two benchmarks with the same fingerprint are byte-identical.
+The fingerprint is the sha256 of the canonical JSON of {dataset, spec, encoding,
+per-table content digest} (``r2bench.data.fingerprint``): it depends on the rows,
+not on the parquet bytes, so two benchmarks with the same fingerprint hold the same
+rows whatever library wrote them, and a prepared benchmark can be checked at any
+time against its manifest (``verify_benchmark``, ``r2bench verify``).
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from r2bench import __version__, paths
-from r2bench.atomic import atomic_path, canonical_json, sha256_file, sha256_text, write_text
+from r2bench.atomic import atomic_path, canonical_json, sha256_text, write_text
 from r2bench.data.benchmark import FILES, LATEST
 from r2bench.data.build import Built
+from r2bench.data.fingerprint import ENCODING, table_digest
 from r2bench.errors import R2BenchError
 
-MANIFEST_SCHEMA = "r2bench.benchmark/1"
+# /2: content fingerprints (per-table digests of the rows); /1 hashed the parquet bytes.
+MANIFEST_SCHEMA = "r2bench.benchmark/2"
 ROW_GROUP_SIZE = 65_536
 
 
@@ -48,11 +54,17 @@ def write_parquet(df: pl.DataFrame, path: Path) -> None:
     )
 
 
-def fingerprint_of(dataset: str, spec: dict[str, Any], files: dict[str, str]) -> str:
-    return sha256_text(canonical_json({"dataset": dataset, "spec": spec, "files": files}))
+def table_name(file: str) -> str:
+    """``instances.parquet`` -> ``instances``: tables are named without their file suffix."""
+    return file.removesuffix(".parquet")
 
 
-def _manifest(built: Built, files: dict[str, str], fp: str) -> dict[str, Any]:
+def fingerprint_of(dataset: str, spec: dict[str, Any], tables: dict[str, str]) -> str:
+    """sha256 of {dataset, spec, encoding, table name -> content digest}."""
+    return sha256_text(canonical_json({"dataset": dataset, "spec": spec, "encoding": ENCODING, "tables": tables}))
+
+
+def _manifest(built: Built, tables: dict[str, str], fp: str) -> dict[str, Any]:
     return {
         "schema": MANIFEST_SCHEMA,
         "dataset": built.dataset,
@@ -60,7 +72,8 @@ def _manifest(built: Built, files: dict[str, str], fp: str) -> dict[str, Any]:
         "r2bench_version": __version__,
         "spec": built.spec.to_dict(),
         "source": built.source,
-        "files": files,
+        "encoding": ENCODING,
+        "tables": tables,
         "item_text_fields": built.item_text_fields,
         "profile_fields": built.profile_fields,
         "stats": built.stats,
@@ -69,14 +82,14 @@ def _manifest(built: Built, files: dict[str, str], fp: str) -> dict[str, Any]:
 
 def _write_tables(built: Built, folder: Path) -> tuple[dict[str, str], str]:
     folder.mkdir(parents=True, exist_ok=True)
-    tables = {"items.parquet": built.items, "interactions.parquet": built.interactions, "instances.parquet": built.instances}
-    files = {}
+    frames = {"items.parquet": built.items, "interactions.parquet": built.interactions, "instances.parquet": built.instances}
+    digests = {}
     for name in FILES:
-        write_parquet(tables[name], folder / name)
-        files[name] = sha256_file(folder / name)
-    fp = fingerprint_of(built.dataset, built.spec.to_dict(), files)
-    (folder / "manifest.json").write_text(canonical_json(_manifest(built, files, fp)), encoding="utf-8")
-    return files, fp
+        write_parquet(frames[name], folder / name)
+        digests[table_name(name)] = table_digest(frames[name])
+    fp = fingerprint_of(built.dataset, built.spec.to_dict(), digests)
+    (folder / "manifest.json").write_text(canonical_json(_manifest(built, digests, fp)), encoding="utf-8")
+    return digests, fp
 
 
 def write_benchmark(built: Built, dest: str | Path) -> Path:
@@ -95,7 +108,7 @@ def store_benchmark(built: Built, root: str | Path | None = None) -> Path:
     try:
         _, fp = _write_tables(built, staging / "bench")
         final = root / fp
-        if final.exists() and _intact(final):  # same fingerprint = same bytes: keep the existing copy
+        if final.exists() and _intact(final):  # same fingerprint = same rows: keep the existing copy
             shutil.rmtree(staging / "bench")
         else:
             if final.exists():  # damaged (a file deleted or edited): replace it
@@ -116,16 +129,43 @@ def _intact(folder: Path) -> bool:
 
 
 def verify_benchmark(folder: str | Path) -> dict[str, Any]:
-    """Re-hash the files of a benchmark folder against its manifest; raise on mismatch."""
+    """Recompute a benchmark folder's content fingerprint from its files; raise, naming
+    the table that differs, when it does not match the manifest. Returns the manifest."""
     import json
 
+    import pyarrow as pa
+
     folder = Path(folder)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    for name, digest in manifest["files"].items():
-        actual = sha256_file(folder / name)
-        if actual != digest:
-            raise R2BenchError(f"{folder / name}: sha256 {actual[:12]} does not match the manifest ({digest[:12]})")
-    fp = fingerprint_of(manifest["dataset"], manifest["spec"], manifest["files"])
-    if fp != manifest["fingerprint"]:
-        raise R2BenchError(f"{folder}: fingerprint does not match the manifest")
+    mpath = folder / "manifest.json"
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise R2BenchError(f"{folder} is not a prepared benchmark (no manifest.json)") from None
+    except json.JSONDecodeError as exc:
+        raise R2BenchError(f"{mpath}: corrupt manifest ({exc})") from None
+    stated = manifest.get("tables")
+    if not isinstance(stated, dict) or manifest.get("encoding") != ENCODING:
+        raise R2BenchError(
+            f"{folder}: prepared by an r2bench that fingerprinted parquet bytes (manifest {manifest.get('schema')}); "
+            f"run `r2bench prepare {manifest.get('dataset', '<dataset>')}` again to give it a content fingerprint")
+    bad = []
+    for file in FILES:
+        name = table_name(file)
+        try:
+            actual = table_digest(pq.read_table(folder / file))
+        except FileNotFoundError:
+            bad.append(f"table {name!r}: {folder / file} is missing")
+            continue
+        except (OSError, pa.ArrowException) as exc:
+            bad.append(f"table {name!r}: {folder / file} cannot be read ({exc})")
+            continue
+        if actual != stated.get(name):
+            bad.append(f"table {name!r} differs from the manifest (content digest {actual[:12]}, "
+                       f"manifest {str(stated.get(name))[:12]})")
+    if bad:
+        raise R2BenchError(f"{folder}: " + "; ".join(bad))
+    fp = fingerprint_of(manifest["dataset"], manifest["spec"], stated)
+    if fp != manifest.get("fingerprint"):
+        raise R2BenchError(f"{folder}: the manifest's fingerprint {str(manifest.get('fingerprint'))[:12]} is not "
+                           f"the hash of its spec and tables ({fp[:12]}): manifest.json was edited")
     return manifest

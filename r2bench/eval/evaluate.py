@@ -53,7 +53,8 @@ def check_fingerprint(run: "Run", benchmark: "Benchmark") -> None:
     if run.fingerprint != benchmark.fingerprint:
         raise RunValidationError(
             f"run {run.path}: made on benchmark fingerprint {str(run.fingerprint)[:12]} but "
-            f"{benchmark.path} has {benchmark.fingerprint[:12]}; evaluate it against the benchmark it was made on"
+            f"{benchmark.path} has {benchmark.fingerprint[:12]}; evaluate it against the benchmark it was made on "
+            f"(`r2bench verify {benchmark.path}` checks that a prepared benchmark still matches its manifest)"
         )
 
 

@@ -95,7 +95,10 @@ def render_markdown(board: Board, ranked: list[Ranked]) -> str:
         if board.raw.get("note"):
             lines += [e(board.raw["note"]), ""]
         return "\n".join(lines)
-    lines += [_summary(board), "", "Ranked by NDCG@10, recomputed from each entry's per-instance scores "
+    lines += [_summary(board), ""]
+    if board.raw.get("note"):  # e.g. the history of the board's fingerprint
+        lines += [e(board.raw["note"]), ""]
+    lines += ["Ranked by NDCG@10, recomputed from each entry's per-instance scores "
               "(stated numbers are never trusted).", ""]
     if not ranked:
         lines += ["No entries yet.", ""]
@@ -150,6 +153,8 @@ def render_html(board: Board, ranked: list[Ranked], plot_png_b64: str | None) ->
         body.append(f"<p>Benchmark <code>{h(board.dataset)}</code> (fingerprint <code>{h(str(board.fingerprint)[:16])}"
                     f"</code>), test split: {board.n_instances} instances &times; {board.k} candidates. "
                     "Ranked by NDCG@10 recomputed from each entry's scores.</p>")
+        if board.raw.get("note"):
+            body.append(f"<p>{h(board.raw['note'])}</p>")
         body.append("<table>\n<thead><tr>" + "".join(f"<th>{h(c)}</th>" for c in COLUMNS) + "</tr></thead>\n<tbody>")
         for r in ranked:
             c = cells(r)

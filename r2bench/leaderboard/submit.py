@@ -109,7 +109,8 @@ def _ensure_board(folder: Path, run: Any) -> Any:
                 raise R2BenchError(
                     f"run {run.path} was made on {run.dataset} [{str(run.fingerprint)[:12]}] but the board "
                     f"{folder} ranks the canonical benchmark [{str(board.fingerprint)[:12]}]; "
-                    "rerun the method on that benchmark"
+                    f"rerun the method on that benchmark (`r2bench prepare {run.dataset}` builds it; "
+                    f"`r2bench verify {run.dataset}` checks a prepared copy against its manifest)"
                 )
             return board
         title = board.title

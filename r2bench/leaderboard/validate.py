@@ -185,7 +185,8 @@ def check_entry(path: Path, board: Board, raw: dict[str, Any] | None = None) -> 
         p.append(f"benchmark.dataset {bench.get('dataset')!r} is not this board's {board.dataset!r}")
     if not board.placeholder and bench.get("fingerprint") != board.fingerprint:
         p.append(f"benchmark fingerprint {str(bench.get('fingerprint'))[:16]!r} does not match the board's "
-                 f"canonical {str(board.fingerprint)[:16]!r}")
+                 f"canonical {str(board.fingerprint)[:16]!r} (fingerprints hash the tables' rows; "
+                 f"`r2bench verify {board.dataset}` checks a prepared benchmark against its manifest)")
     try:
         _dt.date.fromisoformat(str(raw["submitted_at"]))
     except ValueError:

@@ -1,0 +1,160 @@
+"""Content fingerprints: a digest of a table's rows, not of the file that holds them.
+
+A benchmark's fingerprint must not change when a polars or pyarrow release writes
+different parquet bytes for the same rows (compression, row groups, statistics,
+page layout, embedded metadata). So each table is hashed through a canonical
+encoding of its columns, defined here and nowhere else (format ``r2bench.table/1``):
+
+``table digest`` = sha256 of
+    ``b"r2bench.table/1\\0"``, ``u64(rows)``, ``u64(columns)``, then for each column
+    *in table order* its ``column digest`` (32 raw bytes).
+
+``column digest`` = sha256 of
+    ``str(name)``, ``str(type)``, ``u64(n)``, then the column's *values block*.
+
+``values block`` of n values of a type:
+    validity: n bytes, 1 = value present, 0 = null;
+    then the values, nulls replaced by the type's zero value (0, 0.0, false, "", []):
+
+    ========================  =========================================================
+    type (the ``str(type)``)  values
+    ========================  =========================================================
+    ``int8`` ... ``int64``,   little-endian two's complement of that width
+    ``uint8`` ... ``uint64``
+    ``float32``, ``float64``  little-endian IEEE 754; every NaN as the quiet NaN
+                              ``0x7fc00000`` / ``0x7ff8000000000000``
+    ``bool``                  one byte per value, 0 or 1
+    ``str``                   ``u64`` byte length of each value, then all UTF-8 bytes
+                              concatenated
+    ``list<T>``               ``u64`` length of each list, then the values block of
+                              the concatenated elements as a column of type ``T``
+    ``datetime[unit,tz]``,    the int64 count of units since the epoch (tz ``none``
+    ``duration[unit]``        when naive), as ``int64``
+    ``date``                  the int32 day count, as ``int32``
+    ========================  =========================================================
+
+``str(s)`` is ``u64(len(utf8(s)))`` followed by ``utf8(s)``; ``u64`` is unsigned
+64-bit little-endian. Large/view string and list layouts, dictionary encoding and
+chunking are normalised away before encoding, so what counts is: column names,
+their order, their types as named above, and the values in row order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from r2bench.errors import R2BenchError
+
+ENCODING = "r2bench.table/1"
+
+_FLOAT_NAN = {"float32": np.array([np.nan], dtype="<f4"), "float64": np.array([np.nan], dtype="<f8")}
+
+
+def _u64(value: int) -> bytes:
+    return int(value).to_bytes(8, "little", signed=False)
+
+
+def _lp(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return _u64(len(raw)) + raw
+
+
+def type_name(t: pa.DataType) -> str:
+    """The canonical name of an arrow type in the encoding (raises for types it does not define)."""
+    if pa.types.is_integer(t):
+        return str(t)  # int8 ... uint64
+    if pa.types.is_float32(t) or pa.types.is_float64(t):
+        return f"float{t.bit_width}"
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "str"
+    if pa.types.is_dictionary(t):
+        return type_name(t.value_type)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t) or pa.types.is_large_list_view(t) \
+            or pa.types.is_fixed_size_list(t):
+        return f"list<{type_name(t.value_type)}>"
+    if pa.types.is_timestamp(t):
+        return f"datetime[{t.unit},{t.tz or 'none'}]"
+    if pa.types.is_duration(t):
+        return f"duration[{t.unit}]"
+    if pa.types.is_date32(t):
+        return "date"
+    raise R2BenchError(f"the content fingerprint does not define an encoding for arrow type {t}")
+
+
+def _normalise(arr: pa.Array) -> pa.Array:
+    """One contiguous array in the plain layout of its canonical type."""
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        arr = arr.dictionary_decode()
+        t = arr.type
+    if pa.types.is_string(t) or pa.types.is_string_view(t):
+        return arr.cast(pa.large_string())
+    if pa.types.is_list(t) or pa.types.is_list_view(t) or pa.types.is_large_list_view(t) or pa.types.is_fixed_size_list(t):
+        return arr.cast(pa.large_list(t.value_type))
+    return arr
+
+
+def _update_values(h: "hashlib._Hash", arr: pa.Array) -> None:
+    """Feed the values block of one contiguous array into ``h``."""
+    arr = _normalise(arr)
+    t = arr.type
+    n = len(arr)
+    valid = arr.is_valid().to_numpy(zero_copy_only=False).astype(np.uint8) if arr.null_count else np.ones(n, np.uint8)
+    h.update(valid.tobytes())
+    name = type_name(t)
+    if pa.types.is_large_string(t):
+        filled = pc.fill_null(arr, "") if arr.null_count else arr
+        lengths = pc.binary_length(filled).to_numpy(zero_copy_only=False).astype("<u8")
+        h.update(lengths.tobytes())
+        offsets = np.frombuffer(filled.buffers()[1], dtype="<i8")[filled.offset: filled.offset + n + 1]
+        if n:
+            h.update(memoryview(filled.buffers()[2])[int(offsets[0]): int(offsets[-1])])
+        return
+    if pa.types.is_large_list(t):
+        lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype("<u8")
+        h.update(lengths.tobytes())
+        _update_values(h, arr.flatten())  # flatten honours the slice offset and skips null lists
+        return
+    if pa.types.is_timestamp(t) or pa.types.is_duration(t):
+        arr = arr.cast(pa.int64())
+    elif pa.types.is_date32(t):
+        arr = arr.cast(pa.int32())
+    elif not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+        raise R2BenchError(f"the content fingerprint does not define an encoding for arrow type {t}")
+    if pa.types.is_boolean(arr.type):
+        values = arr.fill_null(False).to_numpy(zero_copy_only=False).astype(np.uint8)
+    else:
+        values = arr.fill_null(0).to_numpy(zero_copy_only=False)
+        values = values.astype(values.dtype.newbyteorder("<"), copy=False)
+        if name in _FLOAT_NAN:
+            nan = np.isnan(values)
+            if nan.any():
+                values = values.copy()
+                values[nan] = _FLOAT_NAN[name][0]
+    h.update(np.ascontiguousarray(values).tobytes())
+
+
+def column_digest(name: str, column: pa.ChunkedArray | pa.Array) -> bytes:
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    h = hashlib.sha256()
+    h.update(_lp(name) + _lp(type_name(arr.type)) + _u64(len(arr)))
+    _update_values(h, arr)
+    return h.digest()
+
+
+def table_digest(table: Any) -> str:
+    """Hex content digest of a polars DataFrame or an arrow Table (see the module docstring)."""
+    if not isinstance(table, pa.Table):
+        table = table.to_arrow()
+    h = hashlib.sha256()
+    h.update(ENCODING.encode() + b"\0" + _u64(table.num_rows) + _u64(table.num_columns))
+    for name, column in zip(table.column_names, table.columns):
+        h.update(column_digest(name, column))
+    return h.hexdigest()
