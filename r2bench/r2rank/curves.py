@@ -29,7 +29,7 @@ def plot_head_logs(logs: dict[str, str | Path], out: str | Path, *, chance: floa
     left, right = fig.subplots(1, 2)
     colors = colormaps["tab10"]
     for i, (label, path) in enumerate(logs.items()):
-        df = pl.read_csv(path)
+        df = pl.read_csv(path, infer_schema_length=None).with_columns(pl.exclude("epoch", "steps").cast(pl.Float64))
         c = colors(i % 10)
         best = df.filter(pl.col("val_ndcg10") == pl.col("val_ndcg10").max()).row(0, named=True)
         left.plot(df["epoch"], df["val_ndcg10"], color=c, lw=1.8, label=f"{label}: held-out (best {best['val_ndcg10']:.3f}"

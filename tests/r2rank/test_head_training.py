@@ -117,6 +117,11 @@ def test_cli_head_then_run_with_the_head(planted, tiny_dir, tmp_path):
     assert main(args) == 0
     log = pl.read_csv(out / "log.csv")
     assert log["epoch"].to_list()[:2] == [0, 1] and log["val_ndcg10"].is_finite().all()
+    pytest.importorskip("matplotlib")
+    from r2bench.r2rank.curves import plot_head_logs
+
+    png = plot_head_logs({"reinforce": out / "log.csv"}, tmp_path / "curves.png", chance=0.3, references={"x": 0.5})
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     meta = json.loads((out / "final" / "r2rank_train.json").read_text())
     assert meta["train_instances"] == 20 and meta["eval_instances"] == 8
     assert meta["benchmark_fingerprint"] == planted.fingerprint and meta["objective"] == "reinforce"
