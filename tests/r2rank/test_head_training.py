@@ -14,22 +14,9 @@ pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
 from r2bench.r2rank.train_config import HeadTrainConfig  # noqa: E402
-from tests.r2rank.test_training import make_tiny_lm, planted_benchmark, prompt_texts  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    from r2bench.data.benchmark import load_benchmark
-
-    return load_benchmark(planted_benchmark(tmp_path_factory.mktemp("planted_head")))
-
-
-@pytest.fixture(scope="module")
-def tiny(planted):
-    model, tok = make_tiny_lm(prompt_texts(planted))
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model, tok
+# fixtures `planted` (a benchmark with a planted signal) and `tiny` (a frozen tiny LM): conftest.py
 
 
 @pytest.fixture(scope="module")
