@@ -46,6 +46,8 @@ def steps(out: Path) -> list[tuple[str, list[str]]]:
         ("head-probe", [*head, "--out", f"{out}/probe-nocot", "--set", "objective=listwise-ce"]),
         ("mlp-only", [*r2, "--set", f"head={out}/mlp-nocot/final/head.safetensors", "--label", "r2rank-mlp-only-no-cot"]),
         ("probe", [*r2, "--set", f"head={out}/probe-nocot/final/head.safetensors", "--label", "r2rank-probe-no-cot"]),
+        ("mlp-only-loo", [*r2, "--set", f"head={out}/mlp-nocot-loo/final/head.safetensors",
+                          "--label", "r2rank-mlp-only-loo-no-cot"]),
         ("popularity", [*run, "--method", "popularity", "--label", "popularity"]),
         ("sasrec", [*run, "--method", "sasrec", "--label", "sasrec"]),
         ("tallrec", [*run, "--method", "tallrec", "--seed", "0", "--set", "max_instances=240",
