@@ -89,9 +89,12 @@ def run_step(name: str, argv: list[str], out: Path) -> dict:
     rec = {"step": name, "command": " ".join(argv), "rc": proc.returncode, "started": started.isoformat(),
            "wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(_cpu() - c0, 1), "run": run_dir,
            "stdout_tail": lines[-3:]}
+    (out / "steps").mkdir(exist_ok=True)
     if proc.returncode == 0:
-        (out / "steps").mkdir(exist_ok=True)
         (out / "steps" / f"{name}.json").write_text(json.dumps(rec, indent=2))
+    else:  # a failed or killed attempt: kept, and its time added to the step's when it is resumed
+        n = len(list((out / "steps").glob(f"{name}.failed-*.json")))
+        (out / "steps" / f"{name}.failed-{n}.json").write_text(json.dumps(rec, indent=2))
     print(f"  -> rc {proc.returncode}, wall {rec['wall_s']:.0f} s, CPU {rec['cpu_s']:.0f} s", flush=True)
     return rec
 
@@ -107,12 +110,15 @@ def summarize(out: Path, plot: Path | None) -> None:
 
     from r2bench.eval.significance import wilcoxon_p
 
-    recs = {p.stem: json.loads(p.read_text()) for p in sorted((out / "steps").glob("*.json"))}
-    print("\nstep                  wall (min)   CPU (min)   started (UTC)")
+    recs = {p.stem: json.loads(p.read_text()) for p in sorted((out / "steps").glob("*.json")) if "." not in p.stem}
+    print("\nstep                  wall (min)   CPU (min)   started (UTC)         attempts")
     for name, _ in steps(out):
         if name in recs:
+            tries = [json.loads(p.read_text()) for p in sorted((out / "steps").glob(f"{name}.failed-*.json"))]
             r = recs[name]
-            print(f"{name:20s} {r['wall_s'] / 60:10.1f} {r['cpu_s'] / 60:11.1f}   {r['started'][:19]}")
+            wall, cpu = (sum(x[k] for x in [*tries, r]) for k in ("wall_s", "cpu_s"))
+            print(f"{name:20s} {wall / 60:10.1f} {cpu / 60:11.1f}   {(tries or [r])[0]['started'][:19]}   "
+                  f"{len(tries) + 1}{' (rc ' + ', '.join(str(t['rc']) for t in tries) + ' before)' if tries else ''}")
     runs = {n: r["run"] for n, r in recs.items() if r.get("run") and n != "format-256"}
     if runs:
         ref = {k: _metrics(runs[k]) for k in ("zero-shot", "popularity") if k in runs}
