@@ -55,8 +55,10 @@ def steps(out: Path) -> list[tuple[str, list[str]]]:
                      "--label", "tallrec"]),
         ("format-256", [*run, "--method", "r2rank", "--limit", "20", "--set", "max_reasoning_tokens=256",
                         "--set", "head=none", *R2, "--label", "r2rank-fig2-256"]),
-        ("llm-pointwise", [*run, "--method", "llm-pointwise", "--set", "base_url={url}", "--set", "model=smollm2",
-                           "--set", "concurrency=1", "--set", "timeout_s=1800", "--label", "llm-pointwise-smollm2"]),
+        # listwise: 95 requests; pointwise would send 1,900 and took 10-15 s each through llama.cpp on this box
+        ("llm-listwise", [*run, "--method", "llm-listwise", "--set", "base_url={url}", "--set", "model=smollm2",
+                          "--set", "max_tokens=160", "--set", "concurrency=1", "--set", "timeout_s=1800",
+                          "--label", "llm-listwise-smollm2"]),
     ]
 
 
