@@ -25,8 +25,8 @@ def plot_head_logs(logs: dict[str, str | Path], out: str | Path, *, chance: floa
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4.2), dpi=110, layout="constrained")
-    left, right = fig.subplots(1, 2)
+    fig = Figure(figsize=(11, 5.2), dpi=110, layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[3, 2])
     colors = colormaps["tab10"]
     for i, (label, path) in enumerate(logs.items()):
         df = pl.read_csv(path, infer_schema_length=None).with_columns(pl.exclude("epoch", "steps").cast(pl.Float64))
@@ -47,11 +47,11 @@ def plot_head_logs(logs: dict[str, str | Path], out: str | Path, *, chance: floa
     left.set_xlabel("epoch (one pass over the train instances)")
     left.set_ylabel("NDCG@10 of the head's ranking")
     left.set_title("Ranking quality per epoch")
-    left.legend(fontsize=7, loc="best")
+    left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     right.set_xlabel("epoch")
     right.set_ylabel("mean NDCG@10 of sampled rankings")
     right.set_title("REINFORCE reward (Plackett-Luce samples)")
-    right.legend(fontsize=7, loc="best")
+    right.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     if title:
         fig.suptitle(title, fontsize=10)
     out = Path(out)
