@@ -79,7 +79,7 @@ class TALLRecMethod(BaseMethod):
     def _examples(self, benchmark) -> list[list[tuple[list[dict[str, str]], str]]]:
         """Per train instance (a seeded sample): its positive and sampled negatives as (messages, answer)."""
         from r2bench.r2rank.prompts import instance_prompt
-        from r2bench.r2rank.synthesize import _stable_rng
+        from r2bench.stablehash import stable_rng as _stable_rng
 
         c = self.config
         rows = benchmark.split("train").to_dicts()
@@ -116,9 +116,9 @@ class TALLRecMethod(BaseMethod):
 
         from r2bench.progress import bar
         from r2bench.r2rank.backbones import load_backbone
-        from r2bench.r2rank.rl import hash_seed
         from r2bench.r2rank.sft import encode_example, prefix_sft_loss
         from r2bench.r2rank.trainutil import load_policy, save_policy
+        from r2bench.stablehash import hash_seed
 
         c = self.config
         if c.checkpoint:

@@ -34,7 +34,7 @@ def main() -> None:
     from r2bench.analyses import perturb as P
     from r2bench.analyses.execute import MethodRunner
     from r2bench.data.benchmark import load_benchmark
-    from r2bench.runs import run_method
+    from r2bench.pipeline import run_method
 
     bench = load_benchmark(args.dataset)
     specs = ([P.target_position_spec(p) for p in (1, 10, 20)] + [P.history_shuffle_spec(s) for s in range(3)]

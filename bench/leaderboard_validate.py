@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="95,5000", help="test-instance counts, comma-separated")
     ap.add_argument("--entries", type=int, default=10)
     args = ap.parse_args()
-    from r2bench.leaderboard.render import render_all
+    from r2bench.leaderboard.publish import render_all
     from r2bench.leaderboard.validate import validate_tree
 
     print(f"{'instances':>9} {'entries':>7} {'storage':>8} {'MB':>6} {'validate s':>10} {'render s':>9} {'validate s/entry':>16}")

@@ -44,7 +44,7 @@ def load(dataset: str):
     except R2BenchError:
         from r2bench.data.prepare import prepare
 
-        return prepare(dataset, update_card=False)
+        return prepare(dataset)
 
 
 def one_epoch(name: str, bench, overrides: dict, threads: int) -> tuple[float, float, int]:

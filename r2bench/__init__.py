@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from r2bench.version import __version__
 
 if TYPE_CHECKING:
     from r2bench.data.benchmark import Benchmark
@@ -29,7 +29,7 @@ def __getattr__(name: str) -> Any:  # lazy re-exports of the stage functions
 
         return prepare
     if name == "run_method":
-        from r2bench.runs import run_method
+        from r2bench.pipeline import run_method
 
         return run_method
     if name == "evaluate_run":

@@ -14,8 +14,8 @@ import logging
 import pkgutil
 import sys
 
-from r2bench import __version__
 from r2bench.errors import R2BenchError
+from r2bench.version import __version__
 
 
 def _command_modules():
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     if leftover and not getattr(args, "_config_options", False):
         parser.error(f"unrecognized arguments: {' '.join(leftover)}")
     args.option_overrides = leftover
+    # the arguments as typed, for the commands that record their own command line
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
@@ -71,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `r2bench report runs/ | head`: the reader left; the files are written
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ class MissingExtraError(R2BenchError, ImportError):
         self.package = package
         self.extra = extra
         what = f" (needed for {purpose})" if purpose else ""
-        super().__init__(
-            f"{package} is not installed{what}: pip install 'r2bench[{extra}]'"
-        )
+        fix = f"pip install 'r2bench[{extra}]'"
+        if extra == "serve":  # built from source: the portable build is the one that runs on any x86-64 VM
+            fix = f"bash scripts/install_llama_cpp.sh (a portable build; {fix} builds for this CPU only)"
+        super().__init__(f"{package} is not installed{what}: {fix}")

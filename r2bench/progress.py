@@ -24,7 +24,11 @@ def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, un
 
 
 def bar(total: int | None = None, desc: str = "", unit: str = "it", **kw: Any):
-    """A manually updated bar (``with bar(n) as b: b.update(k)``)."""
+    """A manually updated bar (``with bar(n) as b: b.update(k)``); tqdm shows the ETA once a unit is done.
+
+    ``disable=True`` hides this bar whatever ``R2BENCH_PROGRESS`` says (a caller showing its own).
+    """
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled(), dynamic_ncols=True, **kw)
+    disable = bool(kw.pop("disable", False)) or not enabled()
+    return tqdm(total=total, desc=desc, unit=unit, disable=disable, dynamic_ncols=True, **kw)

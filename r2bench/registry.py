@@ -1,4 +1,4 @@
-"""One small registry used for datasets and methods.
+"""One small registry used for datasets, methods and analyses.
 
 Entries point at their implementation with a lazy ``"module:attr"`` string, so
 listing what exists imports nothing heavy. Unknown names get a did-you-mean.
@@ -54,9 +54,20 @@ class Registry(Generic[T]):
             if ep.name not in self._entries:  # built-in names win over third-party ones
                 self._entries[ep.name] = Entry(ep.name, ep.value, f"third-party ({ep.value})", None, {"third_party": True})
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (e.g. one a test registered for itself)."""
+        self._entries.pop(name, None)
+
     def names(self) -> list[str]:
         self._load_entry_points()
         return sorted(self._entries)
+
+    def in_order(self, entry_points: bool = True) -> list[str]:
+        """Names in registration order (built-ins first, third-party entry points last).
+        ``entry_points=False`` skips reading installed packages' metadata (fast, for ``--help``)."""
+        if entry_points:
+            self._load_entry_points()
+        return list(self._entries)
 
     def entries(self) -> list[Entry]:
         self._load_entry_points()

@@ -1,17 +1,25 @@
-"""Runs: a method's scores for every candidate of every instance of one split.
+"""The run artifact: a method's scores for every candidate of every instance of one split.
 
-``run_method`` builds a method from the registry, fits it, scores a split and writes
-``<out>/<run-id>/``:
+A run is a folder ``<out>/<run-id>/`` holding
 
 - ``scores.parquet``: long form ``instance_id`` (int64), ``item_id`` (str), ``score``
   (float64, higher is better);
 - ``run.json`` (schema ``r2bench.run/1``): method, full config, seed, dataset,
   benchmark fingerprint and path, split, limit, perturbation, train_on, versions,
-  git commit, hardware, timings, the method's ``info()``, creation time, command;
+  git commit, hardware, timings, the method's ``info()``, creation time, command, and
+  ``scored_instance_ids`` when the run scored a chosen subset of the split (rather
+  than the whole split or its first ``limit`` instances), so that the evaluator knows
+  which instances to expect without knowing how the subset was chosen;
 - ``<name>.parquet`` for each table of the method's ``artifacts()`` (e.g. rationales);
-- ``metrics.parquet`` once evaluated (``run_method`` evaluates by default).
+- ``metrics.parquet`` once evaluated (``r2bench.eval.evaluate``).
 
-The folder appears atomically, complete or not at all. ``load_run`` reads one back.
+This module is the format only: reading (:func:`load_run`, :class:`Run`), writing
+(:func:`write_run`, atomic: the folder appears complete or not at all), naming
+(:func:`make_run_id`), expanding folders of runs (:func:`expand_runs`) and display
+labels (:func:`run_labels`), and what makes runs comparable (:func:`comparison_key`: the
+same benchmark, split and set of scored instances). It imports nothing above
+``r2bench.data``; making runs is :mod:`r2bench.pipeline`, evaluating them
+:mod:`r2bench.eval.evaluate`.
 """
 
 from __future__ import annotations
@@ -21,9 +29,8 @@ import json
 import os
 import random
 import re
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -33,26 +40,34 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from r2bench import __version__, paths
+from r2bench import paths
 from r2bench.errors import R2BenchError, RunValidationError
 
 SCHEMA = "r2bench.run/1"
 RUN_JSON = "run.json"
 SCORES_FILE = "scores.parquet"
 METRICS_FILE = "metrics.parquet"
-_RESERVED = {"scores", "metrics", "run"}
+#: table names a method's ``artifacts()`` may not use (they are the run's own files)
+RESERVED_TABLES = frozenset({"scores", "metrics", "run"})
+#: the columns and types of ``scores.parquet``
+SCORE_SCHEMA = {"instance_id": pl.Int64, "item_id": pl.String, "score": pl.Float64}
 
 
 @dataclass
 class Run:
-    """A run folder on disk (read-only view; tables load lazily)."""
+    """A run folder on disk (read-only view; tables load lazily).
+
+    ``display_label`` is the label chosen for this run among others (set by
+    :func:`label_runs`); :attr:`label` falls back to :attr:`default_label`.
+    """
 
     path: Path
     meta: dict[str, Any] = field(repr=False)
+    display_label: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def run_id(self) -> str:
-        return self.meta.get("run_id", self.path.name)
+        return str(self.meta.get("run_id", self.path.name))
 
     @property
     def method(self) -> str:
@@ -79,36 +94,120 @@ class Run:
         return self.meta.get("info") or {}
 
     @property
-    def label(self) -> str:
-        """A short display name: the method, plus a marker for perturbed or transfer runs."""
-        label = self.meta.get("label") or self.method
-        if self.meta.get("train_on"):
-            label += f" (trained on {self.meta['train_on'].get('dataset')})"
-        if self.meta.get("perturbation"):
-            p = self.meta["perturbation"]
-            label += f" [{p.get('name', 'perturbed') if isinstance(p, dict) else p}]"
+    def perturbation(self) -> dict[str, Any] | None:
+        """The perturbation spec the run was made under (None for an unperturbed run)."""
+        p = self.meta.get("perturbation")
+        return p if isinstance(p, dict) and p else None
+
+    @property
+    def kind(self) -> str | None:
+        """The perturbation's ``kind`` (None for an unperturbed run)."""
+        p = self.perturbation
+        return p.get("kind") if p else None
+
+    @property
+    def train_on(self) -> dict[str, Any] | None:
+        """``{dataset, fingerprint, path}`` of the benchmark a transfer run was fitted on (else None)."""
+        return self.meta.get("train_on") or None
+
+    @property
+    def train_dataset(self) -> str:
+        """The dataset the method was fitted on (the scored one unless it is a transfer run)."""
+        t = self.train_on
+        return str(t.get("dataset")) if t else self.dataset
+
+    @property
+    def scored_instance_ids(self) -> list[int] | None:
+        """The instance ids a run scored when it scored a chosen subset of its split (else None)."""
+        ids = self.meta.get("scored_instance_ids")
+        return None if ids is None else [int(i) for i in ids]
+
+    @property
+    def created_at(self) -> str:
+        return str(self.meta.get("created_at") or "")
+
+    @property
+    def created_order(self) -> tuple[datetime, str]:
+        """A key that orders runs by creation time (ISO times of any precision; unknown = oldest), then id."""
+        try:
+            when = datetime.fromisoformat(self.created_at)
+        except ValueError:
+            when = datetime.min
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return when, self.run_id
+
+    @property
+    def config_changes(self) -> dict[str, Any] | None:
+        """The config keys whose value differs from the method's defaults (recorded by the
+        pipeline when the run was made; None for runs made before it recorded them)."""
+        changes = self.meta.get("config_changes")
+        return dict(changes) if isinstance(changes, dict) else None
+
+    @property
+    def base_label(self) -> str:
+        """``--label``, else the method plus the config keys that differ from its defaults
+        (``item-cooccurrence window=3``), plus ``(trained on D)`` for a transfer run."""
+        label = self.meta.get("label") or describe_config(self.method, self.config_changes or {})
+        if self.train_on:
+            label += f" (trained on {self.train_on.get('dataset')})"
         return label
+
+    @property
+    def default_label(self) -> str:
+        """The run's name when shown alone: :attr:`base_label`, plus ``[<perturbation>]``."""
+        label = self.base_label
+        p = self.meta.get("perturbation")
+        if p:
+            label += f" [{p.get('name') or p.get('kind') or 'perturbed' if isinstance(p, dict) else p}]"
+        return label
+
+    @property
+    def label(self) -> str:
+        return self.display_label or self.default_label
 
     @cached_property
     def scores(self) -> pl.DataFrame:
         f = self.path / SCORES_FILE
         if not f.is_file():
             raise RunValidationError(f"run {self.path}: no {SCORES_FILE}")
-        return pl.read_parquet(f)
+        return _int64_ids(pl.read_parquet(f))
 
     def has_metrics(self) -> bool:
         return (self.path / METRICS_FILE).is_file()
 
-    def metrics(self, evaluate: bool = True) -> pl.DataFrame:
-        """Per-instance metrics; evaluates the run first when they are missing (and ``evaluate``)."""
+    @cached_property
+    def metrics(self) -> pl.DataFrame:
+        """Per-instance metrics (``metrics.parquet``); ``r2bench.eval.evaluate.run_metrics``
+        evaluates a run that has none yet."""
         f = self.path / METRICS_FILE
         if not f.is_file():
-            if not evaluate:
-                raise R2BenchError(f"run {self.path} is not evaluated yet: run `r2bench evaluate {self.path}`")
-            from r2bench.eval.evaluate import evaluate_run
+            raise R2BenchError(f"run {self.path} is not evaluated yet: run `r2bench evaluate {self.path}`")
+        return _int64_ids(pl.read_parquet(f))
 
-            return evaluate_run(self.path)
-        return pl.read_parquet(f)
+    @cached_property
+    def instance_ids(self) -> tuple[int, ...]:
+        """The ids of the instances the run scored, sorted (from ``scores.parquet``)."""
+        f = self.path / SCORES_FILE
+        if not f.is_file():
+            raise RunValidationError(f"run {self.path}: no {SCORES_FILE}")
+        ids = pl.read_parquet(f, columns=["instance_id"])["instance_id"].unique().sort()
+        return tuple(int(i) for i in ids.to_list())
+
+    @cached_property
+    def instance_set(self) -> str:
+        """A 12-hex digest of :attr:`instance_ids`: runs compare only on equal sets."""
+        return hashlib.sha256(",".join(map(str, self.instance_ids)).encode()).hexdigest()[:12]
+
+    @cached_property
+    def scores_digest(self) -> str:
+        """A digest of the scores (sorted by instance and item): equal digests, identical runs."""
+        s = self.scores.sort("instance_id", "item_id")
+        h = hashlib.sha256()
+        h.update(s["instance_id"].to_numpy().astype(np.int64).tobytes())
+        h.update("\x1f".join(s["item_id"].to_list()).encode())
+        h.update(s["score"].to_numpy().astype(np.float64).tobytes())
+        return h.hexdigest()
 
     def table(self, name: str) -> pl.DataFrame:
         """An extra table stored by the method (e.g. ``rationales``)."""
@@ -136,12 +235,25 @@ class Run:
             ) from None
 
 
+def _int64_ids(df: pl.DataFrame) -> pl.DataFrame:
+    if "instance_id" in df.columns and df.schema["instance_id"] != pl.Int64:
+        return df.with_columns(pl.col("instance_id").cast(pl.Int64))
+    return df
+
+
+def _resolve(p: Path) -> Path:
+    """A run folder given as a path, or as a run id under the runs directory."""
+    if not (p / RUN_JSON).is_file() and not p.is_absolute() and (paths.runs_dir() / p / RUN_JSON).is_file():
+        return paths.runs_dir() / p
+    return p
+
+
 def load_run(path: str | Path) -> Run:
     """Load a run folder, given its path or its run id under the runs directory."""
-    p = Path(path).expanduser()
-    if not (p / RUN_JSON).is_file() and not p.is_absolute() and (paths.runs_dir() / p / RUN_JSON).is_file():
-        p = paths.runs_dir() / p
+    p = _resolve(Path(path).expanduser())
     f = p / RUN_JSON
+    if not p.exists():
+        raise R2BenchError(f"no such run: {path} is neither a folder nor a run id under {paths.runs_dir()}")
     if not f.is_file():
         raise R2BenchError(f"{p} is not a run folder (no {RUN_JSON})")
     try:
@@ -152,6 +264,134 @@ def load_run(path: str | Path) -> Run:
         if key not in meta:
             raise R2BenchError(f"{f}: missing {key!r}")
     return Run(path=p, meta=meta)
+
+
+def expand_runs(items: Iterable[str | Path]) -> list[Path]:
+    """Run folders from run folders, run ids (under the runs directory) and folders of runs (one level down)."""
+    out: list[Path] = []
+    for item in items:
+        p = _resolve(Path(item).expanduser())
+        if (p / RUN_JSON).is_file():
+            out.append(p)
+        elif p.is_dir():
+            found = sorted(d for d in p.iterdir() if (d / RUN_JSON).is_file())
+            if not found:
+                raise R2BenchError(f"{p}: neither a run folder nor a folder of runs (no {RUN_JSON})")
+            out.extend(found)
+        else:
+            raise R2BenchError(f"run not found: {p} is not a run folder, a folder of runs or a run id under "
+                               f"{paths.runs_dir()}")
+    return out
+
+
+def load_runs(items: Iterable[str | Path]) -> list[Run]:
+    """:func:`load_run` of every run :func:`expand_runs` finds; at least one."""
+    runs = [load_run(p) for p in expand_runs(items)]
+    if not runs:
+        raise R2BenchError("no runs given")
+    return runs
+
+
+#: config keys that change how a method runs but never its scores (left out of labels)
+OPERATIONAL_KEYS = frozenset({
+    "concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s", "max_retry_after_s",
+    "cache", "cache_path", "api_key_env", "threads", "price_input_per_1m", "price_output_per_1m",
+    "instances_per_batch",  # r2rank: how many instances share a decoding batch (same scores to 1e-4)
+})
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return str(value)
+
+
+def describe_config(method: str, changes: dict[str, Any]) -> str:
+    """``method key=value ...`` for the config keys that differ from the defaults (in run.json's key order)."""
+    parts = [f"{k}={_value_text(v)}" for k, v in changes.items() if k not in OPERATIONAL_KEYS]
+    return " ".join([method, *parts])
+
+
+def comparison_key(run: Run) -> tuple[str, str, str, str]:
+    """(dataset, fingerprint, split, instance set): runs compare only when these are equal."""
+    return (run.dataset, run.fingerprint, run.split, run.instance_set)
+
+
+def _peer_changes(runs: Sequence[Run]) -> dict[int, dict[str, Any]]:
+    """For runs that recorded no ``config_changes``: the config keys whose values differ
+    among the runs of the same method here (the method's defaults are not known)."""
+    by_method: dict[str, list[int]] = {}
+    for i, r in enumerate(runs):
+        if r.config_changes is None:
+            by_method.setdefault(r.method, []).append(i)
+    out: dict[int, dict[str, Any]] = {}
+    for idxs in by_method.values():
+        configs = [runs[i].meta.get("config") or {} for i in idxs]
+        keys = [k for k in dict.fromkeys(k for c in configs for k in c)
+                if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in configs}) > 1]
+        for i, c in zip(idxs, configs):
+            out[i] = {k: c.get(k) for k in keys}
+    return out
+
+
+def run_labels(runs: Sequence[Run], group: Any = comparison_key) -> list[str]:
+    """Display labels of ``runs`` shown together (one per run, in order): the one labelling
+    of reports, analyses and plots.
+
+    A run's label is its ``--label``, else its method plus the config keys that differ from
+    the method's defaults (``item-cooccurrence window=3``; see :attr:`Run.base_label`).
+    ``seed=S`` is appended to every run of a label when, within one group (``group(run)``,
+    by default :func:`comparison_key`), runs of that label differ in seed. Runs that still
+    share a label within a group and perturbation get their creation time, then their run
+    id. The perturbation is not part of the label: a run and its perturbed copies share
+    it, which is how the analyses pair them.
+    """
+    peer = _peer_changes(runs)
+    bases = []
+    for i, r in enumerate(runs):
+        if i in peer and not r.meta.get("label"):
+            base = describe_config(r.method, peer[i])
+            bases.append(base + (f" (trained on {r.train_on.get('dataset')})" if r.train_on else ""))
+        else:
+            bases.append(r.base_label)
+    keys = [group(r) for r in runs]
+    seeds: dict[tuple[Any, str], set[str]] = {}
+    for r, k, b in zip(runs, keys, bases):
+        seeds.setdefault((k, b), set()).add(str(r.meta.get("seed")))
+    with_seed = {b for (_, b), s in seeds.items() if len(s) > 1}
+    labels = [f"{b} seed={r.meta.get('seed')}" if b in with_seed else b for r, b in zip(runs, bases)]
+    for suffix in (lambda r: r.created_at.replace("T", " ")[:19], lambda r: r.run_id):
+        slot: dict[tuple[Any, str, str], int] = {}
+        for r, k, lab in zip(runs, keys, labels):
+            key = (k, lab, json.dumps(r.perturbation, sort_keys=True, default=str))
+            slot[key] = slot.get(key, 0) + 1
+        labels = [f"{lab} ({suffix(r)})" if slot[(k, lab, json.dumps(r.perturbation, sort_keys=True, default=str))] > 1
+                  else lab for r, k, lab in zip(runs, keys, labels)]
+    return labels
+
+
+def label_runs(runs: Sequence[Run], group: Any = comparison_key) -> list[Run]:
+    """Set :attr:`Run.display_label` of every run from :func:`run_labels`; returns ``runs``."""
+    for r, lab in zip(runs, run_labels(runs, group)):
+        r.display_label = lab
+    return list(runs)
+
+
+def long_scores(instances: pl.DataFrame, scores: np.ndarray) -> pl.DataFrame:
+    """Dense ``[n, K]`` scores aligned with ``instances["candidates"]`` -> the long form."""
+    scores = np.asarray(scores, dtype=np.float64)
+    n = instances.height
+    k = scores.shape[1] if scores.ndim == 2 else 0
+    return pl.DataFrame(
+        {
+            "instance_id": np.repeat(instances["instance_id"].to_numpy().astype(np.int64), k),
+            "item_id": instances["candidates"].explode() if n else pl.Series([], dtype=pl.String),
+            "score": scores.reshape(-1),
+        },
+        schema=SCORE_SCHEMA,
+    )
 
 
 def _slug(text: str) -> str:
@@ -168,160 +408,36 @@ def make_run_id(dataset: str, method: str, split: str, payload: Any) -> str:
     return f"{_slug(dataset)}-{_slug(method)}-{split}-{now}-{h}"
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.manual_seed(seed)
+def check_artifact_names(method: str, artifacts: dict[str, Any]) -> None:
+    for key in artifacts:
+        if key in RESERVED_TABLES or not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
+            raise R2BenchError(f"method {method!r}: artifact name {key!r} is not allowed")
 
 
-def _as_benchmark(dataset: Any):
-    from r2bench.data.benchmark import Benchmark, load_benchmark
+def write_run(out_dir: str | Path, meta: dict[str, Any], instances: pl.DataFrame, scores: np.ndarray,
+              artifacts: dict[str, pl.DataFrame] | None = None) -> Path:
+    """Write a new run folder under ``out_dir`` atomically and return it.
 
-    return dataset if isinstance(dataset, Benchmark) else load_benchmark(dataset)
-
-
-def build_method(method: Any, seed: int = 0, overrides: dict[str, Any] | None = None,
-                 config_file: str | Path | None = None):
-    """A method instance from a registered name (config from defaults, file, overrides),
-    or the given instance unchanged. Returns ``(name, instance)``."""
-    from r2bench.config import build_config
-    from r2bench.methods import method_class
-
-    if not isinstance(method, str):
-        if overrides or config_file:
-            raise R2BenchError("config overrides apply to a method name, not to a built method instance")
-        return (getattr(method, "name", "") or type(method).__name__), method
-    cls = method_class(method)
-    config = build_config(cls.Config, overrides, config_file)
-    return method, cls(config, seed)
-
-
-def run_method(
-    method: Any,
-    dataset: Any,
-    split: str = "test",
-    limit: int | None = None,
-    seed: int = 0,
-    overrides: dict[str, Any] | None = None,
-    config_file: str | Path | None = None,
-    out: str | Path | None = None,
-    train_on: Any = None,
-    perturb: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
-    perturbation: dict[str, Any] | None = None,
-    *,
-    evaluate: bool = True,
-    command: str | None = None,
-    label: str | None = None,
-) -> Path:
-    """Fit ``method`` and score ``split`` of ``dataset``; write the run and return its folder.
-
-    ``method``: a registered name (or an already built method instance). ``dataset`` /
-    ``train_on``: a dataset name, benchmark folder or ``Benchmark``; with ``train_on``
-    the method is fitted on that benchmark and scores ``dataset`` (cross-dataset
-    transfer). ``limit``: score only the first N instances by instance_id. ``perturb``:
-    applied to the instances frame before scoring (e.g. reorder candidates or history);
-    ``perturbation`` is recorded in run.json (defaults to the callable's name). ``out``:
-    the folder under which ``<run-id>/`` is created (default ``./runs`` or
-    ``$R2BENCH_RUNS``).
+    ``meta`` is run.json without ``run_id`` (added here, from dataset, method, split
+    and a hash of the settings); ``scores`` is dense ``[n, K]``, aligned with
+    ``instances["candidates"]``; ``artifacts`` are the method's extra tables.
     """
     from r2bench.atomic import atomic_path, write_json
-    from r2bench.config import config_to_dict
-    from r2bench.eval.validate import long_scores
-    from r2bench.provenance import git_commit, hardware, package_versions
 
-    if limit is not None and int(limit) < 1:
-        raise R2BenchError(f"--limit must be a positive number of instances, got {limit}")
-    t_start = time.perf_counter()
-    bench = _as_benchmark(dataset)
-    name, model = build_method(method, seed, overrides, config_file)
-    instances = bench.split(split)
-    if limit is not None:
-        instances = instances.head(int(limit))
-    if instances.height == 0:
-        raise R2BenchError(f"{bench.name} [{bench.fingerprint[:12]}] has no {split!r} instances")
-
-    fit_bench = bench
-    train_rec = None
-    if train_on is not None:
-        fit_bench = _as_benchmark(train_on)
-        if not getattr(model, "transferable", True):
-            raise R2BenchError(f"method {name!r} cannot be fitted on one dataset and scored on another")
-        from r2bench.analyses.transfer import transfer_problem
-
-        why = transfer_problem(model, fit_bench, bench, split)
-        if why:
-            raise R2BenchError(why)
-        train_rec = {"dataset": fit_bench.name, "fingerprint": fit_bench.fingerprint, "path": str(fit_bench.path)}
-
-    if perturb is not None:
-        ids = instances["instance_id"]
-        instances = perturb(instances).sort("instance_id")
-        if not instances["instance_id"].equals(ids):
-            raise R2BenchError("the perturbation must keep the same instances (instance_id)")
-        perturbation = perturbation or {"name": getattr(perturb, "__name__", "perturbation")}
-
-    _seed_everything(seed)
-    t0 = time.perf_counter()
-    model.fit(fit_bench)
-    fit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    dense = np.asarray(model.score(bench, instances), dtype=np.float64)
-    score_s = time.perf_counter() - t0
-    k = instances["candidates"].list.len()
-    if dense.shape != (instances.height, int(k.max())) or int(k.min()) != int(k.max()):
-        raise R2BenchError(
-            f"method {name!r} returned scores of shape {dense.shape}; expected ({instances.height}, {int(k.max())})"
-        )
-    if not np.isfinite(dense).all():
-        bad = instances["instance_id"].filter(pl.Series(~np.isfinite(dense).all(axis=1)))
-        raise R2BenchError(f"method {name!r} returned non-finite scores for instance(s) {bad.head(5).to_list()}")
-
-    artifacts = model.artifacts() or {}
-    for key in artifacts:
-        if key in _RESERVED or not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
-            raise R2BenchError(f"method {name!r}: artifact name {key!r} is not allowed")
-    config = getattr(model, "config", None)
-    meta = {
-        "schema": SCHEMA,
-        "method": name,
-        "label": label,
-        "config": config_to_dict(config) if config is not None else {},
-        "seed": seed,
-        "dataset": bench.name,
-        "benchmark_fingerprint": bench.fingerprint,
-        "benchmark_path": str(Path(bench.path).resolve()),
-        "split": split,
-        "limit": int(limit) if limit is not None else None,
-        "n_instances": instances.height,
-        "perturbation": perturbation,
-        "train_on": train_rec,
-        "r2bench_version": __version__,
-        "git_commit": git_commit(),
-        "versions": package_versions(),
-        "hardware": hardware(),
-        "timings": {"fit_s": round(fit_s, 4), "score_s": round(score_s, 4),
-                    "total_s": round(time.perf_counter() - t_start, 4)},
-        "info": model.info() or {},
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command or f"r2bench.runs.run_method({name!r}, {bench.name!r}, split={split!r}, "
-                              f"limit={limit!r}, seed={seed!r}, overrides={overrides!r})",
-    }
-    out_dir = Path(out) if out is not None else paths.runs_dir()
-    run_id = make_run_id(bench.name, name, split, [meta["config"], seed, bench.fingerprint, limit, perturbation])
+    artifacts = artifacts or {}
+    check_artifact_names(meta["method"], artifacts)
+    out_dir = Path(out_dir)
+    payload = [meta.get("config"), meta.get("seed"), meta.get("benchmark_fingerprint"), meta.get("limit"),
+               meta.get("perturbation")]
+    run_id = make_run_id(meta["dataset"], meta["method"], meta["split"], payload)
     while (out_dir / run_id).exists():  # pragma: no cover - astronomically unlikely
-        run_id = make_run_id(bench.name, name, split, run_id)
-    meta["run_id"] = run_id
+        run_id = make_run_id(meta["dataset"], meta["method"], meta["split"], run_id)
+    meta = {**meta, "run_id": run_id}
     run_dir = out_dir / run_id
     with atomic_path(run_dir) as tmp:
         tmp.mkdir()
-        long_scores(instances, dense).write_parquet(tmp / SCORES_FILE)
+        long_scores(instances, scores).write_parquet(tmp / SCORES_FILE)
         for key, table in artifacts.items():
             table.write_parquet(tmp / f"{key}.parquet")
         write_json(tmp / RUN_JSON, meta)
-    if evaluate:
-        from r2bench.eval.evaluate import evaluate_run
-
-        evaluate_run(run_dir, benchmark=bench)
     return run_dir

@@ -59,7 +59,17 @@ fi
 "$PIP" install -q --force-reinstall --no-deps "$wheel"
 "$PIP" install -q "$wheel[server]"    # the server extra's dependencies (no rebuild: it is a wheel)
 
-# Check what was installed: the compiled-in CPU features of the loaded library.
+# Check what was installed. 1) No AVX-512 (zmm/opmask registers) or AMX (tile) instruction anywhere
+# in the shipped libraries, read off the machine code itself (objdump, from binutils, comes with gcc).
+LIBDIR=$(python -c "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('llama_cpp').origin).parent / 'lib')")
+if [ "$FLAGS" = portable ] && command -v objdump >/dev/null; then
+  for so in "$LIBDIR"/*.so; do
+    n=$(objdump -d --no-show-raw-insn "$so" | grep -c -E '%zmm|%k[0-7]\b|\b(ldtilecfg|sttilecfg|tileloadd|tileloaddt1|tilestored|tilezero|tdpb[a-z]*|tdpfp16ps|tilerelease)\b' || true)
+    if [ "$n" != 0 ]; then echo "$so: $n AVX-512/AMX instructions in a build meant to be portable" >&2; exit 1; fi
+  done
+  echo "no AVX-512/AMX instruction in $LIBDIR/*.so" >&2
+fi
+# 2) the compiled-in CPU features the library reports.
 python - "$FLAGS" <<'EOF'
 import sys
 import llama_cpp

@@ -7,7 +7,28 @@ from pathlib import Path
 
 import pytest
 
+from tests.server_fixtures import _llama_server_alive, llama_server, pytest_runtest_call  # noqa: F401  (guarded server)
+
 os.environ.setdefault("R2BENCH_PROGRESS", "0")
+
+
+def _no_cuda_reason() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return "gpu test: torch is not installed"
+    if not torch.cuda.is_available():
+        return f"gpu test: CUDA is not available (torch {torch.__version__}, CUDA build {torch.version.cuda})"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped, with the reason, where CUDA is missing (never reported as passed)."""
+    gpu = [item for item in items if item.get_closest_marker("gpu") is not None]
+    reason = _no_cuda_reason() if gpu else None
+    if reason:
+        for item in gpu:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(autouse=True)

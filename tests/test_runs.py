@@ -10,7 +10,8 @@ import pytest
 
 from r2bench.errors import R2BenchError
 from r2bench.methods import BaseMethod
-from r2bench.runs import load_run, run_method
+from r2bench.pipeline import run_method
+from r2bench.runs import load_run
 
 
 def test_run_artifact_and_provenance(tiny_benchmark, tmp_path):
@@ -33,7 +34,7 @@ def test_run_artifact_and_provenance(tiny_benchmark, tmp_path):
     assert scores.schema == {"instance_id": pl.Int64, "item_id": pl.String, "score": pl.Float64}
     assert scores.height == tiny_benchmark.split("test").height * 20
     run = load_run(path)
-    assert run.metrics(evaluate=False).height == tiny_benchmark.split("test").height
+    assert run.metrics.height == tiny_benchmark.split("test").height
 
 
 def test_run_ids_are_unique(tiny_benchmark, tmp_path):
@@ -43,11 +44,14 @@ def test_run_ids_are_unique(tiny_benchmark, tmp_path):
     assert not (a / "metrics.parquet").exists()
 
 
-def test_load_run_by_id_under_runs_dir(tiny_benchmark):
+def test_load_run_by_id_under_runs_dir(tiny_benchmark, tmp_path):
     path = run_method("random", tiny_benchmark.path)  # default: $R2BENCH_RUNS (set by conftest)
     assert load_run(path.name).path.resolve() == path.resolve()
-    with pytest.raises(R2BenchError, match="not a run folder"):
+    with pytest.raises(R2BenchError, match="no such run: no-such-run is neither a folder nor a run id under"):
         load_run("no-such-run")
+    (tmp_path / "not-a-run").mkdir()
+    with pytest.raises(R2BenchError, match="not a run folder"):
+        load_run(tmp_path / "not-a-run")
 
 
 def test_limit_and_random_is_stable_under_limit(tiny_benchmark, tmp_path):
@@ -56,7 +60,7 @@ def test_limit_and_random_is_stable_under_limit(tiny_benchmark, tmp_path):
     ids = tiny_benchmark.split("val")["instance_id"].head(2).to_list()
     assert part_run.meta["limit"] == 2 and part_run.meta["n_instances"] == 2
     assert sorted(part_run.scores["instance_id"].unique().to_list()) == ids
-    assert part_run.metrics(evaluate=False).height == 2
+    assert part_run.metrics.height == 2
     joined = part_run.scores.join(full, on=["instance_id", "item_id"])
     assert joined.height == 40 and (joined["score"] == joined["score_right"]).all()
     other_seed = load_run(run_method("random", tiny_benchmark.path, split="val", out=tmp_path, seed=6, limit=2))
@@ -74,7 +78,7 @@ def test_perturbation_is_recorded_and_order_free(tiny_benchmark, tmp_path):
     assert pert.meta["perturbation"] == {"name": "reverse-candidates"}
     assert "reverse-candidates" in pert.label
     # popularity is pointwise: same metrics whatever the candidate order
-    assert base.metrics()["ndcg@10"].equals(pert.metrics()["ndcg@10"])
+    assert base.metrics["ndcg@10"].equals(pert.metrics["ndcg@10"])
 
 
 def test_perturbation_must_keep_instances(tiny_benchmark, tmp_path):
@@ -122,3 +126,28 @@ def test_unknown_method_and_config_key(tiny_benchmark, tmp_path):
         run_method("item-cooccurrence", tiny_benchmark.path, out=tmp_path, overrides={"windw": 3})
     with pytest.raises(R2BenchError, match="limit"):
         run_method("random", tiny_benchmark.path, out=tmp_path, limit=0)
+
+
+def test_labels_say_what_differs(tiny_benchmark, tmp_path):
+    from r2bench.runs import run_labels
+
+    d = tiny_benchmark.path
+    base = load_run(run_method("item-cooccurrence", d, out=tmp_path))
+    w3 = load_run(run_method("item-cooccurrence", d, out=tmp_path, overrides={"window": 3, "directed": True}))
+    s1 = load_run(run_method("item-cooccurrence", d, out=tmp_path, seed=1))
+    named = load_run(run_method("random", d, out=tmp_path, label="my baseline"))
+    assert w3.meta["config_changes"] == {"window": 3, "directed": True} and base.meta["config_changes"] == {}
+    assert run_labels([base, w3, named]) == ["item-cooccurrence", "item-cooccurrence directed=true window=3",
+                                             "my baseline"]
+    # the seed only where runs of one label differ in it
+    assert run_labels([base, s1, w3]) == ["item-cooccurrence seed=0", "item-cooccurrence seed=1",
+                                          "item-cooccurrence directed=true window=3"]
+    # same label, same seed, other scores: told apart by creation time, then run id
+    again = load_run(run_method("item-cooccurrence", d, out=tmp_path))
+    a, b = run_labels([base, again])
+    assert a != b and a.startswith("item-cooccurrence (") and b.startswith("item-cooccurrence (")
+    # a run made before run.json recorded config_changes: the keys that differ among its peers
+    for r in (base, w3):
+        del r.meta["config_changes"]
+    assert run_labels([base, w3]) == ["item-cooccurrence directed=false window=5",
+                                      "item-cooccurrence directed=true window=3"]

@@ -1,14 +1,16 @@
-"""Producing the runs the perturbation analyses need, through ``r2bench.runs.run_method``.
+"""Producing the runs the perturbation analyses need, through ``r2bench.pipeline.run_method``.
 
 A :class:`MethodRunner` fits a method **once** per training benchmark and reuses the
 fitted model for the original run and every perturbed copy of the instances (the
 perturbations never touch training data), so a study costs one fit per method plus
 one scoring pass per perturbation. Every run is a normal run folder whose
-``run.json`` records the perturbation spec (see :mod:`r2bench.analyses.perturb`).
+``run.json`` records the perturbation spec (see :mod:`r2bench.analyses.perturb`) and,
+for runs that score a chosen sample, the ids of the instances scored.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,9 @@ import polars as pl
 
 from r2bench.analyses import perturb as P
 from r2bench.data.benchmark import Benchmark
+
+Transform = Callable[[pl.DataFrame, dict[str, Any]], pl.DataFrame]
+Select = Callable[[pl.DataFrame, dict[str, Any], int | None], tuple[dict[str, Any], list[int] | None]]
 
 
 class FitOnce:
@@ -62,34 +67,13 @@ class FitOnce:
         return info
 
 
-class SubsetBenchmark(Benchmark):
-    """A benchmark view whose ``split(name)`` holds only the given instance ids.
-
-    Used for the truncation analysis, which scores a fixed sample of full-length
-    histories: ``run_method`` scores and evaluates exactly that sample. Fingerprint,
-    path and tables are the base benchmark's (loaded tables are shared, not re-read).
-    """
-
-    def __init__(self, base: Benchmark, split_name: str, instance_ids: list[int]):
-        super().__init__(path=base.path, manifest=base.manifest)
-        self.__dict__.update({k: v for k, v in base.__dict__.items() if k not in ("path", "manifest")})
-        self._subset_split = split_name
-        self._subset_ids = sorted(int(i) for i in instance_ids)
-
-    def split(self, name: str) -> pl.DataFrame:
-        df = super().split(name)
-        if name == self._subset_split:
-            df = df.filter(pl.col("instance_id").is_in(self._subset_ids))
-        return df
-
-
 class MethodRunner:
     """Runs of one method on one benchmark: the original and perturbed copies, fit once."""
 
     def __init__(self, method: str, benchmark: Benchmark, *, split: str = "test", seed: int = 0,
                  overrides: dict[str, Any] | None = None, config_file: str | Path | None = None,
                  out: str | Path | None = None, command: str | None = None):
-        from r2bench.runs import build_method
+        from r2bench.pipeline import build_method
 
         name, model = build_method(method, seed, overrides, config_file)
         self.name = name
@@ -101,14 +85,19 @@ class MethodRunner:
         self.command = command
         self.runs: list[Path] = []
 
-    def _run(self, dataset: Benchmark, limit: int | None, spec: dict[str, Any] | None,
-             train_on: Benchmark | None = None) -> Path:
-        from r2bench.runs import run_method
+    def _run(self, limit: int | None, spec: dict[str, Any] | None, train_on: Benchmark | None = None,
+             transform: Transform | None = None, instance_ids: list[int] | None = None) -> Path:
+        from r2bench.pipeline import run_method
 
+        perturb = None
+        if spec:
+            apply = transform or P.apply_perturbation
+
+            def perturb(instances: pl.DataFrame) -> pl.DataFrame:
+                return apply(instances, spec)
         path = run_method(
-            self.wrapped, dataset, split=self.split, limit=limit, seed=self.seed, out=self.out,
-            train_on=train_on, perturb=P.perturbation_fn(spec) if spec else None, perturbation=spec,
-            command=self.command,
+            self.wrapped, self.benchmark, split=self.split, limit=limit, seed=self.seed, out=self.out,
+            train_on=train_on, perturb=perturb, perturbation=spec, command=self.command, instance_ids=instance_ids,
         )
         if self.wrapped.first_run is None:
             self.wrapped.first_run = path.name
@@ -116,39 +105,23 @@ class MethodRunner:
         return path
 
     def original(self, limit: int | None = None) -> Path:
-        return self._run(self.benchmark, limit, None)
+        return self._run(limit, None)
 
-    def perturbed(self, spec: dict[str, Any], limit: int | None = None) -> Path:
+    def perturbed(self, spec: dict[str, Any], limit: int | None = None, *, transform: Transform | None = None,
+                  select: Select | None = None) -> Path:
         """A run on a perturbed copy of the (first ``limit``) instances.
 
-        Truncation specs with a sample score only the sample: it is drawn from the
-        first ``limit`` instances (all when None) and recorded in the spec
-        (``sample.pool_limit``), so the same spec always names the same instances.
+        ``transform(instances, spec)`` applies the spec (default: the built-in kinds of
+        :func:`r2bench.analyses.perturb.apply_perturbation`); ``select(instances, spec,
+        limit)`` may instead choose the instances to score (default
+        :func:`r2bench.analyses.perturb.select_instances`: truncation specs with a sample
+        score only the sample), which the run records.
         """
-        if spec.get("kind") == "history_truncate" and spec.get("sample"):
-            spec = dict(spec, sample=dict(spec["sample"], pool_limit=limit))
-            chosen = P.scored_instances(self.benchmark.split(self.split), spec)
-            subset = SubsetBenchmark(self.benchmark, self.split, chosen["instance_id"].to_list())
-            return self._run(subset, None, spec)
-        return self._run(self.benchmark, limit, spec)
+        spec, ids = (select or P.select_instances)(self.benchmark.split(self.split), spec, limit)
+        if ids is not None:
+            return self._run(None, spec, transform=transform, instance_ids=ids)
+        return self._run(limit, spec, transform=transform)
 
     def transfer(self, train_on: Benchmark, limit: int | None = None) -> Path:
         """Fit on ``train_on`` and score this runner's benchmark (cross-dataset)."""
-        return self._run(self.benchmark, limit, None, train_on=train_on)
-
-
-def perturbation_plan(analyses: list[str], positions=(1, 10, 20), n_shuffles: int = 5, ks=(1, 5, 10, 15, 20),
-                      sample_n: int | None = 100, full_length: int = 20, seed: int = 0,
-                      n_candidate_shuffles: int = 1) -> list[dict[str, Any]]:
-    """The perturbation specs the named analyses need (the original run is always made too)."""
-    specs: list[dict[str, Any]] = []
-    for name in analyses:
-        if name == "position":
-            specs += [P.target_position_spec(p) for p in positions]
-        elif name == "history-shuffle":
-            specs += [P.history_shuffle_spec(seed + i) for i in range(n_shuffles)]
-        elif name == "truncation":
-            specs += [P.history_truncate_spec(k, sample_n, full_length, seed) for k in sorted(ks)]
-        elif name == "candidate-shuffle":
-            specs += [P.candidate_shuffle_spec(seed + i) for i in range(n_candidate_shuffles)]
-    return specs
+        return self._run(limit, None, train_on=train_on)

@@ -169,8 +169,8 @@ def scored_instances(instances: pl.DataFrame, spec: dict[str, Any] | None) -> pl
     """The instances a run with this perturbation scored, from the split's instances.
 
     The identity, except for truncation specs with a sample: their runs score only the
-    sample, drawn from the first ``sample.pool_limit`` instances (all when null). An
-    evaluator re-checking such a run from disk uses this to know which instances to expect.
+    sample, drawn from the first ``sample.pool_limit`` instances (all when null). The run
+    records the ids it scored (``scored_instance_ids``), so the evaluator does not need this.
     """
     smp = (spec or {}).get("sample") if (spec or {}).get("kind") == "history_truncate" else None
     if not smp:
@@ -179,6 +179,21 @@ def scored_instances(instances: pl.DataFrame, spec: dict[str, Any] | None) -> pl
     if smp.get("pool_limit") is not None:
         pool = pool.head(int(smp["pool_limit"]))
     return full_history_sample(pool, smp.get("n"), int(smp.get("full_length", 20)), int(smp.get("seed", 0)))
+
+
+def select_instances(instances: pl.DataFrame, spec: dict[str, Any],
+                     limit: int | None = None) -> tuple[dict[str, Any], list[int] | None]:
+    """The instances a perturbed run scores, when not the first ``limit`` of the split.
+
+    Truncation specs with a sample score only the sample, drawn from the first
+    ``limit`` instances (all when None); the spec records that pool
+    (``sample.pool_limit``), so the same spec always names the same instances.
+    Returns ``(spec, instance_ids)``, or ``(spec, None)`` for every other spec.
+    """
+    if spec.get("kind") == "history_truncate" and spec.get("sample"):
+        spec = dict(spec, sample=dict(spec["sample"], pool_limit=limit))
+        return spec, scored_instances(instances, spec)["instance_id"].to_list()
+    return spec, None
 
 
 def perturbation_fn(spec: dict[str, Any]) -> Callable[[pl.DataFrame], pl.DataFrame]:

@@ -1,13 +1,13 @@
 """The output of one analysis: tables, one figure, a short markdown summary.
 
 An ``AnalysisResult`` is what ``r2bench analyze`` writes to its output folder and
-what ``r2bench study`` (and the report) embeds: every table as md/csv/latex, the
-figure as PNG, and ``summary`` (markdown) that states the finding in words.
+what ``r2bench study`` (and the report) embeds: every table as md/csv/latex (rendered
+by :mod:`r2bench.report.render`, like the report's tables), the figure as PNG, and
+``summary`` (markdown) that states the finding in words.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from r2bench.atomic import write_json, write_text
+from r2bench.report.render import frame_to_csv, frame_to_latex, frame_to_markdown
 
 
 @dataclass
@@ -26,6 +27,18 @@ class AnalysisResult:
     figure: Path | None = None
     notes: list[str] = field(default_factory=list)  # caveats (small groups, invariance violations...)
     data: dict[str, Any] = field(default_factory=dict)  # machine-readable headline numbers
+    plot_data: Any = field(default=None, repr=False)  # what the analysis's ``draw`` needs (not written)
+    #: the comparison it was computed on ("movielens-100k test, all 95 instances") when runs were grouped
+    group: str = ""
+    folder: Path | None = None  # where its files go (a sub-folder per group when there are several)
+
+    @property
+    def heading(self) -> str:
+        return f"{self.title}: {self.group}" if self.group else self.title
+
+    def display_tables(self) -> list[tuple[str, pl.DataFrame]]:
+        """The tables shown in reports; long forms (``*_long``, ``cells``) are only in the CSV files."""
+        return [(n, df) for n, df in self.tables.items() if not (n.endswith("_long") or n == "cells")]
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write every table as .csv/.md/.tex and a summary .md into ``out_dir``; returns the paths."""
@@ -35,26 +48,25 @@ class AnalysisResult:
         for tname, df in self.tables.items():
             stem = f"{self.name}_{tname}"
             with_csv = out_dir / f"{stem}.csv"
-            write_text(with_csv, df.write_csv())
-            write_text(out_dir / f"{stem}.md", to_markdown(df) + "\n")
-            write_text(out_dir / f"{stem}.tex", to_latex(df, caption=f"{self.title}: {tname}", label=stem) + "\n")
+            write_text(with_csv, frame_to_csv(df))
+            write_text(out_dir / f"{stem}.md", frame_to_markdown(df) + "\n")
+            write_text(out_dir / f"{stem}.tex", frame_to_latex(df, caption=f"{self.title}: {tname}", label=stem) + "\n")
             written[tname] = with_csv
         write_text(out_dir / f"{self.name}.md", self.markdown(image_dir=out_dir))
-        write_json(out_dir / f"{self.name}.json", {"name": self.name, "title": self.title, "data": self.data, "notes": self.notes})
+        write_json(out_dir / f"{self.name}.json", {"name": self.name, "title": self.title, "group": self.group,
+                                                   "data": self.data, "notes": self.notes})
         return written
 
     def markdown(self, image_dir: Path | None = None, level: int = 2) -> str:
         h = "#" * level
-        parts = [f"{h} {self.title}", ""]
+        parts = [f"{h} {self.heading}", ""]
         if self.summary:
             parts += [self.summary.strip(), ""]
         if self.figure is not None:
             rel = self.figure.name if image_dir is None else _relpath(self.figure, image_dir)
-            parts += [f"![{self.title}]({rel})", ""]
-        for tname, df in self.tables.items():
-            if tname.endswith("_long") or tname == "cells":
-                continue  # long forms are in the .csv files
-            parts += [f"**{tname.replace('_', ' ')}**", "", to_markdown(df), ""]
+            parts += [f"![{self.heading}]({rel})", ""]
+        for tname, df in self.display_tables():
+            parts += [f"**{tname.replace('_', ' ')}**", "", frame_to_markdown(df), ""]
         for note in self.notes:
             parts += [f"> {note}", ""]
         return "\n".join(parts)
@@ -67,50 +79,3 @@ def _relpath(path: Path, start: Path) -> str:
         return os.path.relpath(Path(path).resolve(), Path(start).resolve())
     except ValueError:
         return str(path)
-
-
-def fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "n/a"
-        if value != 0 and abs(value) < 10 ** -(digits - 1):
-            return f"{value:.{digits - 1}e}"
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _cells(df: pl.DataFrame, digits: int = 4) -> list[list[str]]:
-    return [[fmt(v, digits) for v in row] for row in df.iter_rows()]
-
-
-def to_markdown(df: pl.DataFrame, digits: int = 4) -> str:
-    header = "| " + " | ".join(df.columns) + " |"
-    sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    rows = ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in _cells(df, digits)]
-    return "\n".join([header, sep, *rows])
-
-
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", ">": r"$>$", "<": r"$<$"}
-
-
-def _tex_escape(s: str) -> str:
-    return "".join(_TEX.get(ch, ch) for ch in s)
-
-
-def to_latex(df: pl.DataFrame, caption: str = "", label: str = "", digits: int = 4) -> str:
-    cols = "l" * len(df.columns)
-    lines = [r"\begin{table}[t]", r"\centering"]
-    if caption:
-        lines.append(rf"\caption{{{_tex_escape(caption)}}}")
-    if label:
-        lines.append(rf"\label{{tab:{label}}}")
-    lines += [rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
-              " & ".join(_tex_escape(c) for c in df.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(_tex_escape(c) for c in row) + r" \\" for row in _cells(df, digits)]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import html
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -28,17 +27,19 @@ from typing import Any
 
 import polars as pl
 
-from r2bench.analyses.names import PERTURBATION, STRATIFIED
-from r2bench.analyses.result import AnalysisResult, fmt
-from r2bench.analyses.runs_io import RunRecord, assign_labels, load_run_record
-from r2bench.analyses.suite import Options, analyze_runs, full_length_for
+from r2bench.analyses.base import Options
+from r2bench.analyses.registry import all_analyses, get_analysis
+from r2bench.analyses.result import AnalysisResult
+from r2bench.analyses.suite import analyze_selection, select
 from r2bench.atomic import write_json, write_text
 from r2bench.errors import R2BenchError
+from r2bench.report.render import frame_to_html, frame_to_markdown, inline_markdown_html
+from r2bench.runs import Run, load_run
 
 log = logging.getLogger(__name__)
 
 
-def overall_table(runs: Sequence[RunRecord], seed: int = 0) -> pl.DataFrame:
+def overall_table(runs: Sequence[Run], seed: int = 0) -> pl.DataFrame:
     from r2bench.analyses.stats import mean_ci
 
     rows = []
@@ -54,49 +55,60 @@ def overall_table(runs: Sequence[RunRecord], seed: int = 0) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
+def study_analyses() -> list[str]:
+    """The analyses a study runs by default: every registered one that works on one dataset."""
+    return [a.name for a in all_analyses() if not a.several_datasets]
+
+
 def run_study(dataset: str, methods: Sequence[str], out: str | Path, *, limit: int | None = None,
-              base_limit: int | None = None, analyses: Sequence[str] = (*STRATIFIED, *PERTURBATION),
+              base_limit: int | None = None, analyses: Sequence[str] | None = None,
               opts: Options | None = None, command: str | None = None) -> Path:
     """Run everything and write the report; returns the report.md path."""
-    from r2bench.analyses.execute import MethodRunner, perturbation_plan
+    from r2bench.analyses.execute import MethodRunner
     from r2bench.data.benchmark import load_benchmark
     from r2bench.progress import progress
 
     opts = opts or Options()
     if not methods:
         raise R2BenchError("a study needs at least one method (--methods a,b,c)")
+    chosen = [get_analysis(a) for a in (study_analyses() if analyses is None else analyses)]
+    several = [a.name for a in chosen if a.several_datasets]
+    if several:
+        raise R2BenchError(f"study runs on one dataset; {', '.join(several)} needs "
+                           + " / ".join(f"`r2bench analyze {n}`" for n in several))
+    analyses = [a.name for a in chosen]
     out = Path(out)
     runs_dir, an_dir = out / "runs", out / "analyses"
     bench = load_benchmark(dataset)
-    specs = perturbation_plan([a for a in analyses if a in PERTURBATION], opts.positions, opts.n_shuffles, opts.ks,
-                              opts.sample_n, full_length_for(bench, opts), opts.seed, opts.n_candidate_shuffles)
+    specs = [(a, spec) for a in chosen if a.perturbations for spec in a.perturbations(opts, bench)]
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
-    originals: list[RunRecord] = []
-    perturbed: list[RunRecord] = []
+    originals: list[Run] = []
+    perturbed: list[Run] = []
     for method in methods:
         t0 = time.perf_counter()
         runner = MethodRunner(method, bench, seed=opts.seed, out=runs_dir, command=command)
-        originals.append(load_run_record(runner.original(base_limit)))
-        for spec in progress(specs, desc=f"{method}: perturbations", unit="run"):
+        originals.append(load_run(runner.original(base_limit)))
+        for a, spec in progress(specs, desc=f"{method}: perturbations", unit="run"):
             try:
-                perturbed.append(load_run_record(runner.perturbed(spec, limit)))
+                perturbed.append(load_run(runner.perturbed(spec, limit, transform=a.transform, select=a.select)))
             except R2BenchError as exc:  # e.g. no full-length history on a small benchmark
                 log.warning("%s: %s skipped: %s", method, spec, exc)
         timings[method] = round(time.perf_counter() - t0, 2)
-    all_runs = originals + perturbed
-    assign_labels(all_runs)
+    sel = select(originals + perturbed)
+    all_runs = sel.runs
     results: list[AnalysisResult] = []
     t_an = time.perf_counter()
     for name in analyses:
         try:
-            results.append(analyze_runs(name, all_runs, an_dir, opts))
-            results[-1].write(an_dir)
+            for res in analyze_selection(name, sel, an_dir, opts):
+                res.write(res.folder or an_dir)
+                results.append(res)
         except R2BenchError as exc:
             results.append(AnalysisResult(name, name, summary=f"Not available: {exc}"))
     timings["analyses"] = round(time.perf_counter() - t_an, 2)
     timings["total"] = round(time.perf_counter() - t_start, 2)
-    overall = overall_table(originals, opts.seed)
+    overall = overall_table([r for r in all_runs if r.perturbation is None], opts.seed)
     meta = {
         "dataset": bench.name, "fingerprint": bench.fingerprint, "methods": list(methods), "limit": limit,
         "base_limit": base_limit, "analyses": list(analyses), "options": asdict(opts), "timings_s": timings,
@@ -115,50 +127,34 @@ def run_study(dataset: str, methods: Sequence[str], out: str | Path, *, limit: i
 
 
 def write_markdown(path: Path, title: str, intro: str, overall: pl.DataFrame, results: Sequence[AnalysisResult]) -> Path:
-    from r2bench.analyses.result import to_markdown
-
-    parts = [f"# {title}", "", intro, "", "## Overall (test, mean [95% CI])", "", to_markdown(overall), ""]
+    parts = [f"# {title}", "", intro, "", "## Overall (test, mean [95% CI])", "", frame_to_markdown(overall), ""]
     for res in results:
         parts.append(res.markdown(image_dir=path.parent))
     write_text(path, "\n".join(parts) + "\n")
     return path
 
 
-def _html_table(df: pl.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in row) + "</tr>" for row in df.iter_rows())
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _inline_md(text: str) -> str:
-    t = html.escape(text)
-    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
-
-
 CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-       "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px}"
-       "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}.note{color:#a33}")
+       "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px;display:block;overflow-x:auto}td,th{border:1px solid #ccc;padding:3px 7px}"
+       "th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%;border:1px solid #eee}.note{color:#a33}")
 
 
 def result_html(res: AnalysisResult) -> str:
     parts = [f"<h2>{html.escape(res.title)}</h2>"]
     if res.summary:
-        parts.append(f"<p>{_inline_md(res.summary)}</p>")
+        parts.append(f"<p>{inline_markdown_html(res.summary)}</p>")
     if res.figure is not None and Path(res.figure).is_file():
         data = base64.b64encode(Path(res.figure).read_bytes()).decode()
         parts.append(f'<img alt="{html.escape(res.title)}" src="data:image/png;base64,{data}">')
-    for tname, df in res.tables.items():
-        if tname.endswith("_long") or tname == "cells":
-            continue  # long forms are in the CSVs
-        parts += [f"<h4>{html.escape(tname.replace('_', ' '))}</h4>", _html_table(df)]
+    for tname, df in res.display_tables():
+        parts += [f"<h4>{html.escape(tname.replace('_', ' '))}</h4>", frame_to_html(df)]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in res.notes]
     return "\n".join(parts)
 
 
 def write_html(path: Path, title: str, intro: str, overall: pl.DataFrame, results: Sequence[AnalysisResult]) -> Path:
-    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{_inline_md(intro)}</p>", "<h2>Overall (test, mean [95% CI])</h2>",
-            _html_table(overall)]
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{inline_markdown_html(intro)}</p>", "<h2>Overall (test, mean [95% CI])</h2>",
+            frame_to_html(overall)]
     body += [result_html(r) for r in results]
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")

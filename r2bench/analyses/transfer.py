@@ -1,89 +1,47 @@
-"""Cross-dataset transfer: fit on benchmark A, score benchmark B, and the matrix of paper Table 6.
+"""Cross-dataset transfer (paper Table 6): fit on benchmark A, score benchmark B, for every pair.
 
-Rows are the benchmark a method was fitted on, columns the benchmark it scored;
-the diagonal is in-domain. Cells that could not be run say why instead of failing:
+Rows are the benchmark a method was fitted on, columns the benchmark it scored; the
+diagonal is in-domain. Cells that could not be run say why instead of failing:
 
 - a method whose class says ``transferable = False`` cannot be fitted on one
   benchmark and scored on another;
 - an ID-based method fitted on A knows nothing about B's items when the item ids do
-  not overlap: :func:`transfer_problem` measures the overlap up front, and a finished
-  run whose scores are tied within every instance is flagged after the fact.
+  not overlap: :func:`r2bench.pipeline.transfer_problem` measures the overlap up
+  front, and a finished run whose scores are tied within every instance is flagged
+  after the fact.
+
+Unlike the other analyses it makes runs across several datasets (:func:`make_transfer_runs`).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
+from r2bench.analyses import plots
+from r2bench.analyses.base import Analysis, Options, plot_with
 from r2bench.analyses.result import AnalysisResult
-from r2bench.analyses.runs_io import RunRecord
 from r2bench.analyses.stats import mean_ci
 from r2bench.errors import R2BenchError
+from r2bench.runs import Run
 
 CORNER = "train \\ test"
 
 
-def item_overlap(train_bench, test_bench, split: str = "test") -> float:
-    """Share of the candidate items of ``test_bench``'s split that appear in ``train_bench``'s items."""
-    known = set(train_bench.items["item_id"].to_list())
-    cands = test_bench.split(split)["candidates"].explode().unique().to_list()
-    return float(np.mean([c in known for c in cands])) if cands else 0.0
-
-
-def method_name_and_class(method) -> tuple[str, type]:
-    """(name, class) of a registered method name, a method class or a method instance."""
-    if isinstance(method, str):
-        from r2bench.methods import method_class
-
-        return method, method_class(method)
-    cls = method if isinstance(method, type) else type(method)
-    return (getattr(method, "name", "") or cls.__name__), cls
-
-
-def transfer_problem(method, train_bench, test_bench, split: str = "test") -> str | None:
-    """Why ``method`` fitted on ``train_bench`` cannot meaningfully score ``test_bench`` (None if it can).
-
-    Non-transferable methods are refused; transferable ones are refused only when no
-    candidate item of the test benchmark exists in the training benchmark *and* the
-    method declares itself ID-based (``id_based = True``); otherwise a zero overlap
-    is reported as a warning by :func:`overlap_warning`.
-    """
-    if train_bench.fingerprint == test_bench.fingerprint:
-        return None
-    obj = method  # an instance (or wrapper) answers for itself; a name answers through its class
-    method, cls = method_name_and_class(method)
-    if isinstance(obj, str):
-        obj = cls
-    if not getattr(obj, "transferable", True):
-        return (f"{method} cannot transfer: it learns item ids of the benchmark it is fitted on "
-                f"(transferable = False), so it cannot score {test_bench.name} after fitting on {train_bench.name}")
-    if getattr(obj, "id_based", False) and item_overlap(train_bench, test_bench, split) == 0.0:
-        return (f"{method} is ID-based and none of {test_bench.name}'s candidate items occurs in "
-                f"{train_bench.name}: every candidate would get the same score")
-    return None
-
-
-def overlap_warning(train_bench, test_bench, split: str = "test") -> str | None:
-    if train_bench.fingerprint == test_bench.fingerprint:
-        return None
-    ov = item_overlap(train_bench, test_bench, split)
-    if ov < 0.5:
-        return (f"only {100 * ov:.1f}% of {test_bench.name}'s candidate items occur in {train_bench.name}: "
-                f"ID-based methods can only tell known items apart")
-    return None
-
-
-def all_tied(run: RunRecord) -> bool:
+def all_tied(run: Run) -> bool:
     """True when every instance's candidates all got the same score (nothing was learned to transfer)."""
     per = run.scores.group_by("instance_id").agg((pl.col("score").max() - pl.col("score").min()).alias("spread"))
     return bool((per["spread"].abs() <= 1e-12).all())
 
 
-def transfer_matrix(runs: Sequence[RunRecord], metric: str = "ndcg@10", out_dir: str | Path | None = None,
-                    skipped: Sequence[dict] = (), seed: int = 0) -> AnalysisResult:
+def transfer_matrix(runs: Sequence[Run], metric: str = "ndcg@10", skipped: Sequence[dict] = (),
+                    seed: int = 0) -> AnalysisResult:
     """Matrix per method from in-domain runs and ``train_on`` runs (perturbed runs are ignored).
 
     ``skipped``: cells that were not run, as dicts ``{method, train, test, reason}``.
@@ -91,7 +49,14 @@ def transfer_matrix(runs: Sequence[RunRecord], metric: str = "ndcg@10", out_dir:
     usable = [r for r in runs if r.perturbation is None]
     if not usable and not skipped:
         raise R2BenchError("the transfer matrix needs runs (in-domain and --train-on runs)")
-    long_rows, notes = [], []
+    usable, notes = _one_per_cell(usable)
+    long_rows = []
+    method_of: dict[str, str] = {}
+    for r in usable:
+        method_of[_matrix_label(r)] = r.method
+    labels_of_method: dict[str, set[str]] = {}
+    for lab, m in method_of.items():
+        labels_of_method.setdefault(m, set()).add(lab)
     for r in usable:
         vals = r.metrics[metric].to_numpy()
         m, lo, hi = mean_ci(vals, seed=seed)
@@ -99,16 +64,15 @@ def transfer_matrix(runs: Sequence[RunRecord], metric: str = "ndcg@10", out_dir:
         if tied:
             notes.append(f"{r.method}: trained on {r.train_dataset}, tested on {r.dataset}: every candidate got the "
                          f"same score (an ID-based method that knows none of the items); the cell is chance level")
-        long_rows.append({"method": r.method, "train": r.train_dataset, "test": r.dataset, "n": len(vals),
+        long_rows.append({"method": _matrix_label(r), "train": r.train_dataset, "test": r.dataset, "n": len(vals),
                           "mean": m, "ci_low": lo, "ci_high": hi, "status": "all tied" if tied else "ok", "run": r.run_id})
     for s in skipped:
-        long_rows.append({"method": s["method"], "train": s["train"], "test": s["test"], "n": 0, "mean": float("nan"),
+        # a cell that was not run goes to the matrix of its method's runs (when they have one label)
+        same = labels_of_method.get(s["method"], set())
+        long_rows.append({"method": next(iter(same)) if len(same) == 1 else s["method"], "train": s["train"], "test": s["test"], "n": 0, "mean": float("nan"),
                           "ci_low": float("nan"), "ci_high": float("nan"), "status": f"not run: {s['reason']}", "run": ""})
         notes.append(f"{s['method']}: {s['train']} -> {s['test']} not run: {s['reason']}")
     long = pl.DataFrame(long_rows)
-    dupes = long.group_by("method", "train", "test").len().filter(pl.col("len") > 1)
-    if dupes.height:
-        raise R2BenchError(f"several runs for the same (method, train, test): {dupes.rows()[:3]}; pass one run per cell")
     datasets = sorted(set(long["train"].to_list()) | set(long["test"].to_list()))
     tables, matrices = {}, {}
     for method in long["method"].unique(maintain_order=True).to_list():
@@ -119,13 +83,72 @@ def transfer_matrix(runs: Sequence[RunRecord], metric: str = "ndcg@10", out_dir:
         mat = pl.DataFrame({CORNER: datasets, **{c: [cell.get((r, c)) for r in datasets] for c in datasets}},
                            schema={CORNER: pl.String, **{c: pl.Float64 for c in datasets}})
         matrices[method] = mat
-        tables[f"matrix_{method}"] = mat
+        tables["matrix_" + re.sub(r"[^A-Za-z0-9._-]+", "_", method).strip("_")] = mat
     tables["cells"] = long
     text = (f"{metric.upper()} of each method fitted on one benchmark (rows) and scoring another (columns) without "
             f"further training; the diagonal is in-domain. Empty cells were not run (the reason is listed).")
-    res = AnalysisResult("transfer", "Cross-dataset transfer", tables, text, notes=notes)
-    if out_dir is not None:
-        from r2bench.analyses import plots
+    return AnalysisResult("transfer", "Cross-dataset transfer", tables, text, notes=notes,
+                          plot_data={"matrices": matrices, "metric": metric, "method_of": method_of})
 
-        res.figure = plots.transfer_figure(matrices, metric, Path(out_dir) / "transfer.png")
-    return res
+
+def _matrix_label(run: Run) -> str:
+    """The run's label without its "(trained on D)" marker: one matrix per method and config."""
+    return run.label.replace(f" (trained on {run.train_dataset})", "") if run.train_on else run.label
+
+
+def _one_per_cell(runs: Sequence[Run]) -> tuple[list[Run], list[str]]:
+    """The newest run per (matrix, train, test) cell; a note names the older ones left out."""
+    cells: dict[tuple[str, str, str], list[Run]] = {}
+    for r in runs:
+        cells.setdefault((_matrix_label(r), r.train_dataset, r.dataset), []).append(r)
+    kept, notes = [], []
+    for (lab, train, test), rs in cells.items():
+        rs = sorted(rs, key=lambda r: r.created_order)
+        kept.append(rs[-1])
+        if len(rs) > 1:
+            notes.append(f"{lab}: {train} -> {test} has {len(rs)} runs; the newest ({rs[-1].run_id}) is shown, "
+                         f"left out: {', '.join(r.run_id for r in rs[:-1])}")
+    return kept, notes
+
+
+def make_transfer_runs(methods: Sequence[Any], datasets: Sequence[Any], opts: Options, out: Path,
+                       limit: int | None = None, overrides: dict[str, Any] | None = None,
+                       command: str | None = None, **_: Any) -> tuple[list[Path], list[dict]]:
+    """Every (train, test) pair over ``datasets`` for each method; cells that cannot run are returned as skipped."""
+    from r2bench.analyses.execute import MethodRunner
+    from r2bench.data.benchmark import Benchmark, load_benchmark
+    from r2bench.pipeline import method_name_and_class, overlap_warning, transfer_problem
+
+    benches = [d if isinstance(d, Benchmark) else load_benchmark(d) for d in datasets]
+    names = [b.name for b in benches]
+    if len(set(names)) != len(names):
+        raise R2BenchError(f"transfer needs benchmarks of different datasets, got {names}")
+    paths, skipped = [], []
+    for method in methods:
+        mname, _ = method_name_and_class(method)
+        for test_b in benches:
+            runner = MethodRunner(method, test_b, seed=opts.seed, overrides=overrides, out=out, command=command)
+            for train_b in benches:
+                if train_b is test_b:
+                    paths.append(runner.original(limit))
+                    continue
+                why = transfer_problem(method, train_b, test_b)
+                if why:
+                    skipped.append({"method": mname, "train": train_b.name, "test": test_b.name, "reason": why})
+                    continue
+                warn = overlap_warning(train_b, test_b)
+                if warn:
+                    logging.getLogger(__name__).warning("%s: %s", mname, warn)
+                paths.append(runner.transfer(train_b, limit))
+    return paths, skipped
+
+
+ANALYSIS = Analysis(
+    name="transfer", title="Cross-dataset transfer", paper="Table 6", order=70,
+    compute=lambda runs, opts, skipped: transfer_matrix(runs, opts.metric, skipped=skipped, seed=opts.seed),
+    draw=plot_with(plots.transfer_figure),
+    original=None,
+    applies=lambda runs: any(r.train_on for r in runs),
+    make_runs=make_transfer_runs,
+    several_datasets=True,
+)

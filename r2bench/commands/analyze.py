@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-HELP = "analyses: cold-start, history-length, position, history-shuffle, truncation, candidate-shuffle, transfer"
+from r2bench.analyses.registry import ANALYSES
+
+# built-in names only: reading installed packages' entry points at start-up would slow down every command
+HELP = "analyses: " + ", ".join(ANALYSES.in_order(entry_points=False))
 DESCRIPTION = (
     "Run one analysis. From existing runs: `r2bench analyze cold-start --runs runs/A runs/B` (folders of runs work "
     "too). Or let r2bench make the runs it needs: `r2bench analyze position --method popularity,sasrec --dataset "
@@ -43,7 +46,7 @@ def add_common(parser) -> None:
 
 
 def options_from(args):
-    from r2bench.analyses.suite import Options
+    from r2bench.analyses.base import Options
 
     return Options(metric=args.metric, reference=args.reference, n_bins=args.bins, fixed_edges=tuple(args.fixed_edges),
                    length_edges=tuple(args.length_edges), positions=tuple(args.positions), n_shuffles=args.shuffles,
@@ -59,21 +62,30 @@ def default_out(name: str):
     return Path("reports") / f"{name}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
 
 
-def command_line() -> str:
-    import shlex
-    import sys
+def command_line(args) -> str:
+    """The command as typed (readable quoting, :func:`r2bench.provenance.command_line`)."""
+    from r2bench.provenance import command_line as line
 
-    return "r2bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return line(getattr(args, "argv", []))
+
+
+def add_selection(parser) -> None:
+    """--latest / --method / --label: which of the runs given are shown (report and analyze)."""
+    parser.add_argument("--latest", action="store_true",
+                        help="only the newest run per method and settings (config, seed, label, instance set)")
+    parser.add_argument("--label", action="append", default=[], metavar="L",
+                        help="only runs with this label (their --label, or the method plus the config keys that "
+                             "differ from its defaults, e.g. 'item-cooccurrence window=3'; repeatable or comma-separated)")
 
 
 def add_arguments(parser) -> None:
-    from r2bench.analyses.names import ANALYSES
-
-    parser.add_argument("analysis", choices=ANALYSES, help="which analysis")
+    parser.add_argument("analysis", help="which analysis: " + ", ".join(ANALYSES.in_order(entry_points=False))
+                        + " (or one another package registers)")
     parser.add_argument("--runs", nargs="+", default=None, metavar="RUN",
-                        help="existing run folders (or folders of runs) to analyse instead of making new runs")
+                        help="existing run folders (or folders of runs) to analyse instead of making new runs; "
+                             "they are grouped by benchmark, split and set of scored instances")
     parser.add_argument("--method", action="append", default=[], metavar="M",
-                        help="method(s) to run (repeatable or comma-separated)")
+                        help="method(s) to run (repeatable or comma-separated); with --runs: only runs of these methods")
     parser.add_argument("--dataset", action="append", default=[], metavar="D",
                         help="dataset name or benchmark folder (repeat for transfer)")
     parser.add_argument("--base-limit", type=int, default=None,
@@ -81,50 +93,52 @@ def add_arguments(parser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="method config override (applies to every method given)")
     parser.add_argument("--config", default=None, metavar="FILE", help="YAML file of method config values")
+    add_selection(parser)
     add_common(parser)
 
 
 def run(args) -> int:
+    import sys
     from pathlib import Path
 
     from r2bench.analyses import suite
-    from r2bench.analyses.runs_io import load_runs
+    from r2bench.analyses.registry import get_analysis
+    from r2bench.atomic import write_text
     from r2bench.config import parse_set_args
     from r2bench.errors import R2BenchError
 
+    analysis = get_analysis(args.analysis)
     opts = options_from(args)
-    out = Path(args.out) if args.out else default_out(args.analysis)
+    out = Path(args.out) if args.out else default_out(analysis.name)
     methods = [m.strip() for item in args.method for m in item.split(",") if m.strip()]
     skipped: list[dict] = []
     if args.runs:
-        if methods or args.dataset:
-            raise R2BenchError("give either --runs (analyse existing runs) or --method/--dataset (make runs), not both")
-        paths = args.runs
+        if args.dataset:
+            raise R2BenchError("give either --runs (analyse existing runs) or --dataset (make runs), not both")
+        paths, only = args.runs, methods
     else:
         if not methods or not args.dataset:
-            raise R2BenchError(f"analyze {args.analysis}: give --runs RUN..., or --method M and --dataset D")
-        overrides = parse_set_args(args.set)
-        if args.analysis == "transfer":
-            if len(args.dataset) < 2:
-                raise R2BenchError("analyze transfer needs at least two --dataset")
-            paths, skipped = suite.make_transfer_runs(methods, args.dataset, opts, out / "runs", args.limit,
-                                                      overrides, command_line())
-        else:
-            if len(args.dataset) > 1:
-                raise R2BenchError(f"analyze {args.analysis} takes one --dataset")
-            from r2bench.data.benchmark import load_benchmark
-
-            bench = load_benchmark(args.dataset[0])
-            paths = suite.make_runs(args.analysis, methods, bench, opts, out / "runs", args.limit, args.base_limit,
-                                    overrides, args.config, command_line())
-    runs = load_runs(paths)
-    result = suite.analyze_runs(args.analysis, runs, out, opts, skipped=skipped)
-    result.write(out)
-    print(result.markdown(image_dir=out))
-    import sys
-
-    for note in result.notes:
-        if note.startswith("VIOLATION"):
-            print(f"r2bench analyze: warning: {note}", file=sys.stderr)
-    print(f"written: {out}/{result.name}.md" + (f", {result.figure}" if result.figure else ""))
+            raise R2BenchError(f"analyze {analysis.name}: give --runs RUN..., or --method M and --dataset D")
+        if analysis.several_datasets and len(args.dataset) < 2:
+            raise R2BenchError(f"analyze {analysis.name} needs at least two --dataset")
+        if not analysis.several_datasets and len(args.dataset) > 1:
+            raise R2BenchError(f"analyze {analysis.name} takes one --dataset")
+        paths, skipped = suite.make_runs(analysis, methods, args.dataset, opts, out / "runs", args.limit,
+                                         args.base_limit, parse_set_args(args.set), args.config, command_line(args))
+        only = []
+    sel = suite.select(paths, latest=args.latest, methods=only, labels=args.label)
+    summary = sel.summary()
+    print(summary + "\n")
+    results = suite.analyze_selection(analysis.name, sel, out, opts, skipped=skipped)
+    for res in results:
+        res.write(res.folder or out)
+    md = "\n\n".join([summary] + [res.markdown(image_dir=out) for res in results])
+    write_text(out / f"{analysis.name}.md", md + "\n")
+    for res in results:
+        print(res.markdown(image_dir=out))
+        for note in res.notes:
+            if note.startswith("VIOLATION"):
+                print(f"r2bench analyze: warning: {note}", file=sys.stderr)
+    figures = [str(res.figure) for res in results if res.figure]
+    print(f"written: {out}/{analysis.name}.md" + (f", {', '.join(figures)}" if figures else ""))
     return 0

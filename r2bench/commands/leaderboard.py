@@ -44,7 +44,7 @@ def run(args) -> int:
         return 0
 
     if args.action == "render":
-        from r2bench.leaderboard.render import render_all
+        from r2bench.leaderboard.publish import render_all
 
         problems = render_all(Path(args.root), check=args.check)
         stale = [p for p in problems if p.endswith("run `r2bench leaderboard render`")]

@@ -60,7 +60,6 @@ def add_arguments(parser) -> None:
     s.add_argument("--spec", dest="spec_file", default=None, metavar="FILE", help="custom dataset YAML spec")
     s.add_argument("--skip-bad-lines", action="store_true", help="skip malformed raw lines (counted in the manifest) instead of failing")
     s.add_argument("--description-words", type=int, default=None, help="Amazon: cut descriptions to N words (default 100)")
-    parser.add_argument("--no-card", action="store_true", help="do not refresh data_cards/<dataset>.md")
 
 
 def run(args) -> int:
@@ -78,13 +77,13 @@ def run(args) -> int:
             overrides[f"{attr}_ms"] = "none" if value is None else value
     bench = prepare(
         args.dataset, raw_dir=args.raw_dir, base_url=args.base_url, spec_file=args.spec_file,
-        skip_bad_lines=args.skip_bad_lines, description_words=args.description_words,
-        update_card=not args.no_card, **overrides,
+        skip_bad_lines=args.skip_bad_lines, description_words=args.description_words, **overrides,
     )
     st = bench.manifest["stats"]
     print(f"prepared {bench.name}")
     print(f"  fingerprint  {bench.fingerprint}")
     print(f"  path         {bench.path}")
+    print(f"  card         {bench.path / 'card.md'}  (r2bench card {bench.name})")
     print(f"  users {st['users']:,}  items {st['items']:,}  interactions {st['interactions']:,}")
     for s in ("train", "val", "test"):
         v = st["splits"][s]

@@ -23,11 +23,12 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from r2bench.data.prepare import prepare
     from r2bench.extras import available
-    from r2bench.report.quickstart import random_check_lines
+    from r2bench.pipeline import run_method
     from r2bench.report.build import make_report
-    from r2bench.runs import load_run, run_method
+    from r2bench.report.quickstart import random_check_lines
+    from r2bench.runs import load_run
 
-    bench = prepare(args.dataset, update_card=False)
+    bench = prepare(args.dataset)
     print(f"benchmark: {bench.describe()} -> {bench.path}")
     runs = []
     for m in args.methods:

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from r2bench.commands.analyze import add_selection
+
 HELP = "compare runs: Table 2 style table with significance markers, CIs and plots"
 DESCRIPTION = (
-    "Compare RUN... (run folders, run ids, or folders of runs) per dataset: NDCG@1/5/10 in method "
-    "groups, best in bold, paired Wilcoxon markers (vs the runner-up, or vs --reference), bootstrap "
-    "CIs, a bar chart of NDCG@10; writes report.<ext> files into --out and prints the Markdown table."
+    "Compare RUN... (run folders, run ids, or folders of runs): one comparison per benchmark, split and set "
+    "of scored instances (--limit runs form their own), NDCG@1/5/10 in method groups, best in bold, paired "
+    "Wilcoxon markers (vs the runner-up, or vs --reference), bootstrap CIs, a bar chart of NDCG@10; runs with "
+    "identical scores shown once; writes report.<ext> files into --out and prints what went where and the tables."
 )
 
 
@@ -22,20 +25,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--analyses", action="store_true",
                         help="add the analyses these runs support (cold-start bins, history length, position bias...)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
+    parser.add_argument("--method", action="append", default=[], metavar="M",
+                        help="only runs of these methods (repeatable or comma-separated)")
+    add_selection(parser)
 
 
 def run(args) -> int:
-    from r2bench.report.build import collect_runs, make_report
+    from r2bench.report.build import make_report
 
-    runs = collect_runs(args.runs)
-    sections = ()
     if args.analyses:
-        from r2bench.analyses import report_sections
-
-        sections = report_sections([r.path for r in runs], args.out)
-    runs = [r for r in runs if not r.meta.get("perturbation")]  # main table: unperturbed runs only
+        from r2bench.analyses.suite import report_sections, select
+    else:
+        from r2bench.report.select import select_runs as select
+    sel = select(args.runs, latest=args.latest, methods=args.method, labels=args.label)
+    sections = report_sections(sel, args.out) if args.analyses else ()
     rep = make_report(
-        runs, formats=args.format or ["md"], out=args.out, reference=args.reference, show_ci=args.ci,
+        sel, formats=args.format or ["md"], out=args.out, reference=args.reference, show_ci=args.ci,
         holm=args.holm, n_boot=args.n_boot, seed=args.seed, plots=not args.no_plots, sections=sections,
     )
     print(rep.markdown)

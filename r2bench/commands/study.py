@@ -12,14 +12,13 @@ DESCRIPTION = (
 
 
 def add_arguments(parser) -> None:
-    from r2bench.analyses.names import PERTURBATION, STRATIFIED
-
     parser.add_argument("--dataset", default="movielens-100k", help="dataset name or benchmark folder")
     parser.add_argument("--methods", required=True, help="comma-separated registered methods")
     parser.add_argument("--base-limit", type=int, default=None,
                         help="original runs score only the first N test instances (default: all)")
-    parser.add_argument("--analyses", default=",".join((*STRATIFIED, *PERTURBATION)),
-                        help="comma-separated subset of analyses (default: all but transfer)")
+    parser.add_argument("--analyses", default=None,
+                        help="comma-separated subset of analyses (default: every one that runs on one dataset, "
+                             "i.e. all but transfer)")
     add_common(parser)
 
 
@@ -27,17 +26,11 @@ def run(args) -> int:
     from pathlib import Path
 
     from r2bench.analyses.study import run_study
-    from r2bench.analyses.names import PERTURBATION, STRATIFIED
-    from r2bench.analyses.suite import check_name
-    from r2bench.errors import R2BenchError
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    analyses = [check_name(a.strip()) for a in args.analyses.split(",") if a.strip()]
-    bad = [a for a in analyses if a not in (*STRATIFIED, *PERTURBATION)]
-    if bad:
-        raise R2BenchError(f"study runs on one dataset; {', '.join(bad)} needs `r2bench analyze transfer`")
+    analyses = None if args.analyses is None else [a.strip() for a in args.analyses.split(",") if a.strip()]
     out = Path(args.out) if args.out else default_out("study")
     report = run_study(args.dataset, methods, out, limit=args.limit, base_limit=args.base_limit, analyses=analyses,
-                       opts=options_from(args), command=command_line())
+                       opts=options_from(args), command=command_line(args))
     print(f"report: {report} and {report.with_suffix('.html')}")
     return 0

@@ -22,23 +22,16 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import shlex
-
     from r2bench.leaderboard.submit import MethodCard, submit_run
+    from r2bench.provenance import command_line
 
     card = MethodCard(
         name=args.name, description=args.description, url=args.url, authors=args.authors,
         backbone=args.backbone, params=args.params, training_data=args.training_data,
         used_val_split=bool(args.used_val_split),
     )
-    # The command as it would be typed, rebuilt from the parsed arguments (recorded in the entry).
-    words = ["r2bench", "submit", str(args.run)]
-    for flag in ("name", "description", "url", "authors", "backbone", "params", "training_data"):
-        value = getattr(args, flag)
-        if value is not None:
-            words += [f"--{flag.replace('_', '-')}", value]
-    words += [f"--{f.replace('_', '-')}" for f in ("used_val_split", "replace") if getattr(args, f)]
-    command = " ".join(shlex.quote(w) for w in words)
+    # the command as it was typed (readable quoting), recorded in the entry
+    command = command_line(getattr(args, "argv", None) or ["submit", str(args.run), "--name", args.name])
     path = submit_run(args.run, card, root=args.root, replace=args.replace, command=command,
                       render=not args.no_render)
     print(f"wrote {path}")

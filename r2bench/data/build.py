@@ -33,7 +33,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from r2bench.data.sampling import GOLDEN, draw_negatives, splitmix64, stable_hashes, stream
+from r2bench.data.sampling import DRAW_CHUNK, GOLDEN, draw_negatives, splitmix64, stable_hashes, stream
 from r2bench.errors import DataError
 
 TITLE_RULES = ("nonempty", "r2ec")
@@ -216,24 +216,31 @@ def split_users(users: list[str], spec: BuildSpec) -> dict[str, list[str]]:
     return {"train": ranked[:n_train], "val": ranked[n_train : n_train + n_val], "test": ranked[n_train + n_val :]}
 
 
-def _list_column(name: str, values: np.ndarray, offsets: np.ndarray, value_type: pa.DataType) -> pl.Series:
-    arr = pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), pa.array(values, type=value_type))
-    return pl.Series(name, arr)
+def _list_column(name: str, values: pl.Series, offsets: np.ndarray) -> pl.Series:
+    """A list column from its flat values and int64 offsets (no Python objects: arrow views)."""
+    flat = values.to_arrow(compat_level=pl.CompatLevel.newest())
+    arr = pa.LargeListArray.from_arrays(pa.array(offsets, type=pa.int64()), flat)
+    return pl.Series(name, arr).cast(pl.List(values.dtype))
 
 
 def make_instances(inter: pl.DataFrame, splits: dict[str, list[str]], item_ids: list[str], spec: BuildSpec) -> pl.DataFrame:
-    """Instances with histories and shuffled candidates, vectorised over all users."""
-    users = inter["user_id"].to_numpy()
-    n_rows = len(users)
+    """Instances with histories and shuffled candidates, vectorised over all users.
+
+    Ids never become Python objects: rows and lists are gathered from polars
+    series by integer codes (items) and indices (users).
+    """
+    n_rows = inter.height
     n_items = len(item_ids)
+    ids = pl.Series("item_id", item_ids, dtype=pl.String)  # code -> id
     codes = inter["item_id"].replace_strict(item_ids, list(range(n_items)), return_dtype=pl.Int64).to_numpy()
     ts = inter["timestamp"].to_numpy().astype(np.int64)
     # user boundaries (inter is sorted by user)
-    change = np.ones(n_rows, dtype=bool)
-    change[1:] = users[1:] != users[:-1]
+    user_col = inter["user_id"]
+    change = (user_col != user_col.shift(1)).fill_null(True).to_numpy()
     starts = np.flatnonzero(change)
     lengths = np.diff(np.append(starts, n_rows))
-    user_names = [str(u) for u in users[starts]]
+    user_series = user_col.gather(starts)
+    user_names = user_series.to_list()
     n_users = len(user_names)
     uidx = np.repeat(np.arange(n_users), lengths)
     pos = np.arange(n_rows) - np.repeat(starts, lengths)
@@ -255,11 +262,11 @@ def make_instances(inter: pl.DataFrame, splits: dict[str, list[str]], item_ids: 
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(h_len, out=offsets[1:])
     flat_idx = np.repeat(h_start - offsets[:-1], h_len) + np.arange(offsets[-1])
-    item_ids = np.array(item_ids, dtype=object)  # code -> id
 
     # candidates
     n_neg = spec.n_candidates - 1
-    user_item_keys = np.unique(uidx.astype(np.int64) * n_items + codes)
+    user_item_keys = np.sort(uidx.astype(np.int64) * n_items + codes)  # (user, item) pairs are unique after dedup
+    user_item_keys = user_item_keys[np.append(True, user_item_keys[1:] != user_item_keys[:-1])]
     per_user_items = np.bincount(user_item_keys // n_items, minlength=n_users)
     short = np.flatnonzero(n_items - per_user_items < n_neg)
     if short.size:
@@ -272,36 +279,35 @@ def make_instances(inter: pl.DataFrame, splits: dict[str, list[str]], item_ids: 
     user_keys = stable_hashes((spec.seed, "instance"), user_names)
     with np.errstate(over="ignore"):
         inst_keys = splitmix64(user_keys[iu] ^ splitmix64(ipos.astype(np.uint64) * GOLDEN))
-    neg = draw_negatives(inst_keys, iu, user_item_keys, n_items, n_neg)
-    cand = np.concatenate([codes[rows][:, None], neg], axis=1)
-    shuffle_keys = stream(inst_keys ^ np.uint64(0x5DEECE66D), np.arange(1 << 20, (1 << 20) + spec.n_candidates, dtype=np.uint64))
-    perm = np.argsort(shuffle_keys, axis=1, kind="stable")
-    cand = np.take_along_axis(cand, perm, axis=1)
-    target_index = np.argmax(perm == 0, axis=1).astype(np.int8)
+    cand = np.empty((n, spec.n_candidates), dtype=np.int64)
+    cand[:, 0] = codes[rows]
+    cand[:, 1:] = draw_negatives(inst_keys, iu, user_item_keys, n_items, n_neg)
+    # a seeded shuffle per instance (row-wise, so done in cache-sized chunks)
+    counters = np.arange(1 << 20, (1 << 20) + spec.n_candidates, dtype=np.uint64)
+    target_index = np.empty(n, dtype=np.int8)
+    for lo in range(0, n, DRAW_CHUNK):
+        hi = min(n, lo + DRAW_CHUNK)
+        perm = np.argsort(stream(inst_keys[lo:hi] ^ np.uint64(0x5DEECE66D), counters), axis=1, kind="stable")
+        cand[lo:hi] = np.take_along_axis(cand[lo:hi], perm, axis=1)
+        target_index[lo:hi] = np.argmax(perm == 0, axis=1)
 
     cand_off = np.arange(n + 1, dtype=np.int64) * spec.n_candidates
-    split_names = np.array(["train", "val", "test"], dtype=object)
     targets = codes[rows]
     train_mask = user_split[iu] == 0
     freq = np.bincount(targets[train_mask], minlength=n_items)
-    df = pl.DataFrame(
+    return pl.DataFrame(
         [
             pl.Series("instance_id", np.arange(n, dtype=np.int64)),
-            pl.Series("split", split_names[user_split[iu]].tolist(), dtype=pl.String),
-            pl.Series("user_id", np.array(user_names, dtype=object)[iu].tolist(), dtype=pl.String),
-            _list_column("history", item_ids[codes[flat_idx]].tolist(), offsets, pa.string()),
-            _list_column("history_timestamps", ts[flat_idx], offsets, pa.int64()),
-            pl.Series("target", item_ids[targets].tolist(), dtype=pl.String),
+            pl.Series("split", ["train", "val", "test"], dtype=pl.String).gather(user_split[iu]),
+            user_series.gather(iu).alias("user_id"),
+            _list_column("history", ids.gather(codes[flat_idx]), offsets),
+            _list_column("history_timestamps", pl.Series(ts[flat_idx], dtype=pl.Int64), offsets),
+            ids.gather(targets).alias("target"),
             pl.Series("target_timestamp", ts[rows], dtype=pl.Int64),
-            _list_column("candidates", item_ids[cand.ravel()].tolist(), cand_off, pa.string()),
+            _list_column("candidates", ids.gather(cand.ravel()), cand_off),
             pl.Series("target_index", target_index, dtype=pl.Int8),
             pl.Series("target_train_freq", freq[targets].astype(np.int64), dtype=pl.Int64),
         ]
-    )
-    return df.with_columns(
-        pl.col("history").cast(pl.List(pl.String)),
-        pl.col("history_timestamps").cast(pl.List(pl.Int64)),
-        pl.col("candidates").cast(pl.List(pl.String)),
     )
 
 

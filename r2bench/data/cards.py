@@ -1,10 +1,17 @@
-"""Data cards: ``data_cards/<dataset>.md`` with measured statistics filled in.
+"""Data cards: the hand-written card of a dataset with a benchmark's measured statistics.
 
-The hand-written card (source, citation, terms, caveats) lives in the repository;
-the block between ``<!-- stats:begin -->`` and ``<!-- stats:end -->`` is generated
-from a prepared benchmark's manifest (construction parameters, fingerprint, stats,
-and for Amazon the paper's Table 1 beside ours). ``R2BENCH_CARDS_DIR`` points
-elsewhere (tests, installed wheels without the repository's cards).
+The hand-written card (source, citation, terms, caveats) lives in the repository's
+``data_cards/<dataset>.md``; the block between ``<!-- stats:begin -->`` and
+``<!-- stats:end -->`` is generated from a prepared benchmark's manifest
+(construction parameters, fingerprint, stats, and for Amazon the paper's Table 1
+beside ours). ``R2BENCH_CARDS_DIR`` points elsewhere (tests, installed wheels
+without the repository's cards).
+
+Every prepared benchmark carries its own card, ``card.md`` next to its manifest
+(:func:`write_benchmark_card`, called by ``prepare``). The committed cards are only
+read by ``prepare``; they change only through the maintainer command
+``r2bench card DATASET --write-repo-card`` (:func:`write_repo_card`), so preparing
+a private file never rewrites the package or the checkout it is installed from.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 
 from r2bench.atomic import write_text
 
+CARD_FILE = "card.md"  # a benchmark's own card, next to its manifest.json
 BEGIN = "<!-- stats:begin -->"
 END = "<!-- stats:end -->"
 
@@ -97,8 +105,33 @@ def fill_card(text: str, manifest: dict[str, Any] | None, dataset: str | None = 
     return text.rstrip("\n") + "\n\n## Statistics\n\n" + block + "\n"
 
 
-def refresh_card(dataset: str, manifest: dict[str, Any]) -> Path | None:
-    """Fill the measured stats into the card file; None when there is no card to update."""
+def benchmark_card(manifest: dict[str, Any], description: str | None = None) -> str:
+    """The card of one prepared benchmark: the dataset's hand-written card, this benchmark's stats."""
+    ds = manifest["dataset"]
+    path = card_path(ds)
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+    else:  # a custom dataset, or an install without the repository's cards
+        src = manifest.get("source", {})
+        about = description or src.get("name") or "no hand-written card for this dataset"
+        files = ", ".join(f"`{f['name']}`" for f in src.get("files", []) if "name" in f)
+        text = f"# Data card: {ds}\n\n{about}.\n" + (f"\nSource files: {files}.\n" if files else "")
+    return fill_card(text, manifest, ds)
+
+
+def write_benchmark_card(folder: str | Path, manifest: dict[str, Any], description: str | None = None) -> Path:
+    """Write ``card.md`` into a prepared benchmark's folder (atomically)."""
+    path = Path(folder) / CARD_FILE
+    write_text(path, benchmark_card(manifest, description))
+    return path
+
+
+def write_repo_card(dataset: str, manifest: dict[str, Any]) -> Path | None:
+    """Fill the measured stats into the committed card; None when there is no card to update.
+
+    Only ``r2bench card DATASET --write-repo-card`` calls this: the maintainer's
+    explicit step after preparing the canonical benchmark.
+    """
     path = card_path(dataset)
     if not path.is_file():
         return None

@@ -6,6 +6,13 @@ the byte count matches the server's total is it renamed to ``<name>`` and its
 size and sha256 written beside it in ``<name>.sha256.json``. A ``.part`` file is
 never read as data; a final file whose size no longer matches its record is
 refused as corrupt.
+
+Failures say what happened. A host that cannot be reached at all (its name does
+not resolve, the connection is refused, the network is unreachable, the connection
+times out, TLS fails) raises :class:`HostUnreachable` at once: retrying would only
+repeat the same error. A transfer that breaks off is retried, resuming from the
+bytes already kept, and :class:`DownloadIncomplete` says how many bytes are kept
+(and where) when it gives up. A ``.part`` file is only created once a byte arrives.
 """
 
 from __future__ import annotations
@@ -14,8 +21,11 @@ import http.client
 import json
 import logging
 import re
+import socket
+import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -28,6 +38,38 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 USER_AGENT = "r2bench-downloader"
+
+
+class DownloadError(DataError):
+    """A download failed; ``url`` names what was requested."""
+
+    def __init__(self, message: str, url: str):
+        super().__init__(message)
+        self.url = url
+
+
+class HostUnreachable(DownloadError):
+    """Nothing could be fetched: the host is not reachable from here."""
+
+
+class DownloadIncomplete(DownloadError):
+    """The transfer kept breaking off; a ``.part`` may hold what arrived."""
+
+
+def _unreachable_reason(exc: urllib.error.URLError) -> str | None:
+    """Why a connection could not be opened, or None when it is not that kind of error."""
+    r = exc.reason
+    if isinstance(r, socket.gaierror):
+        return f"the host name does not resolve ({r.strerror or r}): no network, no DNS, or a wrong host name"
+    if isinstance(r, ConnectionRefusedError):
+        return "the connection was refused: nothing listens at that address and port"
+    if isinstance(r, (TimeoutError, socket.timeout)):
+        return "the connection timed out"
+    if isinstance(r, ssl.SSLError):
+        return f"the TLS handshake failed ({r})"
+    if isinstance(r, OSError):
+        return f"the connection could not be opened ({r.strerror or r})"
+    return None
 
 
 def record_path(dest: Path) -> Path:
@@ -64,18 +106,30 @@ def _fetch_once(url: str, part: Path, timeout: float) -> int | None:
             log.info("%s: server does not resume (status %s); restarting", url, resp.status)
             offset = 0
         total = _total_from(resp, offset)
-        mode = "ab" if offset else "wb"
-        with open(part, mode) as f, bar(total=total, initial=offset, desc=part.name[:-5], unit="B", unit_scale=True) as b:
-            while block := resp.read(CHUNK):
-                f.write(block)
-                b.update(len(block))
+        f = None
+        try:
+            with bar(total=total, initial=offset, desc=part.name[:-5], unit="B", unit_scale=True) as b:
+                while block := resp.read(CHUNK):
+                    if f is None:  # the part exists only once a byte has arrived
+                        f = open(part, "ab" if offset else "wb")
+                    f.write(block)
+                    b.update(len(block))
+        finally:
+            if f is not None:
+                f.close()
     return total
+
+
+def _kept(part: Path) -> int:
+    return part.stat().st_size if part.exists() else 0
 
 
 def download(url: str, dest: str | Path, retries: int = 5, timeout: float = 60.0, backoff: float = 1.0) -> dict[str, Any]:
     """Fetch ``url`` to ``dest`` (resuming a ``.part``) and return {url, bytes, sha256}.
 
     An existing complete file (with its record) is reused without network access.
+    Raises :class:`HostUnreachable` (no retry), :class:`DownloadIncomplete` (after
+    ``retries`` resumed attempts) or :class:`DownloadError` (an HTTP error status).
     """
     dest = Path(dest)
     rec = record_path(dest)
@@ -87,30 +141,46 @@ def download(url: str, dest: str | Path, retries: int = 5, timeout: float = 60.0
         return info
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    last_exc: Exception | None = None
+    host = urllib.parse.urlsplit(url).netloc or url
+    last = ""
     for attempt in range(retries + 1):
         try:
             total = _fetch_once(url, part, timeout)
         except urllib.error.HTTPError as exc:
             if exc.code in (404, 403, 401, 410):
-                raise DataError(f"download failed: {url} answered {exc.code} {exc.reason}; check --base-url (or R2BENCH_AMAZON_BASE_URL)") from None
-            last_exc = exc
-        except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as exc:
-            last_exc = exc
+                raise DownloadError(
+                    f"download failed: {url} answered {exc.code} {exc.reason}; check --base-url (or R2BENCH_AMAZON_BASE_URL)",
+                    url) from None
+            last = f"the server answered {exc.code} {exc.reason}"
+        except urllib.error.URLError as exc:  # the connection could not be opened
+            why = _unreachable_reason(exc)
+            if why is None:
+                last = f"{exc.reason}"
+            else:
+                kept = _kept(part)
+                note = f"; the {kept:,} bytes fetched earlier stay in {part}" if kept else ""
+                raise HostUnreachable(f"cannot reach {host} to download {url}: {why}. Nothing was downloaded{note}.", url) from None
+        except (http.client.HTTPException, OSError, TimeoutError) as exc:  # broke off during the transfer
+            last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         else:
-            size = part.stat().st_size if part.exists() else 0
+            size = _kept(part)
             if total is None or size == total:
                 break
             if size > total:  # more bytes than the server says: the part is corrupt, start over
                 part.unlink()
-            last_exc = OSError(f"connection closed at {size} of {total} bytes")
-        log.info("download of %s interrupted (%s); resuming (attempt %d)", url, last_exc, attempt + 1)
-        time.sleep(backoff * attempt)
+                last = f"the server sent more than the {total:,} bytes it announced; starting over"
+            else:
+                last = f"the connection closed at {size:,} of {total:,} bytes"
+        if attempt < retries:
+            kept = _kept(part)
+            how = f"resuming from {kept:,} bytes" if kept else "retrying"
+            log.warning("download of %s interrupted (%s); %s (attempt %d of %d)", url, last, how, attempt + 2, retries + 1)
+            time.sleep(backoff * attempt)
     else:
-        raise DataError(
-            f"download of {url} did not complete after {retries + 1} attempts ({last_exc}); "
-            f"run the same command again to resume from {part}"
-        )
+        kept = _kept(part)
+        where = (f"{kept:,} bytes are kept in {part}: run the same command again to resume from there"
+                 if kept else "nothing was kept to resume from: run the same command again to retry")
+        raise DownloadIncomplete(f"download of {url} did not complete after {retries + 1} attempts ({last}); {where}", url)
     info = {"url": url, "bytes": part.stat().st_size, "sha256": sha256_file(part)}
     part.replace(dest)
     write_json(rec, info)

@@ -42,6 +42,7 @@ their order, their types as named above, and the values in row order.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -91,8 +92,8 @@ def type_name(t: pa.DataType) -> str:
 def _normalise(arr: pa.Array) -> pa.Array:
     """One contiguous array in the plain layout of its canonical type."""
     t = arr.type
-    if pa.types.is_dictionary(t):
-        arr = arr.dictionary_decode()
+    if pa.types.is_dictionary(t):  # decoded through plain values (no take kernel for string views)
+        arr = pa.DictionaryArray.from_arrays(arr.indices, _normalise(arr.dictionary)).dictionary_decode()
         t = arr.type
     if pa.types.is_string(t) or pa.types.is_string_view(t):
         return arr.cast(pa.large_string())
@@ -101,60 +102,98 @@ def _normalise(arr: pa.Array) -> pa.Array:
     return arr
 
 
-def _update_values(h: "hashlib._Hash", arr: pa.Array) -> None:
-    """Feed the values block of one contiguous array into ``h``."""
-    arr = _normalise(arr)
-    t = arr.type
-    n = len(arr)
-    valid = arr.is_valid().to_numpy(zero_copy_only=False).astype(np.uint8) if arr.null_count else np.ones(n, np.uint8)
-    h.update(valid.tobytes())
-    name = type_name(t)
+#: rows converted and hashed at a time: the encoding is defined on whole columns, but it is
+#: computed in passes over slices of this many rows, so memory stays bounded on big tables
+SLICE_ROWS = 1 << 18
+
+Pieces = Callable[[], Iterator[pa.Array]]
+
+
+def _update_values(h: "hashlib._Hash", pieces: Pieces, t: pa.DataType) -> None:
+    """Feed the values block of a column, given as consecutive pieces, into ``h``.
+
+    The block is validity (all values), then lengths (all values), then bytes or child
+    values: each part is one pass over the pieces, each piece a slice of the column."""
+    for arr in pieces():  # validity
+        n = len(arr)
+        h.update(arr.is_valid().to_numpy(zero_copy_only=False).astype(np.uint8) if arr.null_count
+                 else b"\1" * n)
     if pa.types.is_large_string(t):
-        filled = pc.fill_null(arr, "") if arr.null_count else arr
-        lengths = pc.binary_length(filled).to_numpy(zero_copy_only=False).astype("<u8")
-        h.update(lengths.tobytes())
-        offsets = np.frombuffer(filled.buffers()[1], dtype="<i8")[filled.offset: filled.offset + n + 1]
-        if n:
-            h.update(memoryview(filled.buffers()[2])[int(offsets[0]): int(offsets[-1])])
+        filled = lambda: (pc.fill_null(a, "") if a.null_count else a for a in pieces())  # noqa: E731
+        for arr in filled():  # lengths
+            offsets = np.frombuffer(arr.buffers()[1], dtype="<i8")[arr.offset: arr.offset + len(arr) + 1]
+            h.update(np.diff(offsets).astype("<u8", copy=False))
+        for arr in filled():  # bytes
+            offsets = np.frombuffer(arr.buffers()[1], dtype="<i8")[arr.offset: arr.offset + len(arr) + 1]
+            if len(arr):
+                h.update(memoryview(arr.buffers()[2])[int(offsets[0]): int(offsets[-1])])
         return
     if pa.types.is_large_list(t):
-        lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype("<u8")
-        h.update(lengths.tobytes())
-        _update_values(h, arr.flatten())  # flatten honours the slice offset and skips null lists
+        for arr in pieces():  # lengths
+            h.update(pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype("<u8"))
+        # the child values: flatten honours each piece's offset and skips null lists
+        _update_values(h, lambda: (_normalise(a.flatten()) for a in pieces()), _normalise(
+            pa.array([], type=t).flatten()).type)
         return
-    if pa.types.is_timestamp(t) or pa.types.is_duration(t):
-        arr = arr.cast(pa.int64())
-    elif pa.types.is_date32(t):
-        arr = arr.cast(pa.int32())
-    elif not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
-        raise R2BenchError(f"the content fingerprint does not define an encoding for arrow type {t}")
-    if pa.types.is_boolean(arr.type):
-        values = arr.fill_null(False).to_numpy(zero_copy_only=False).astype(np.uint8)
-    else:
-        values = arr.fill_null(0).to_numpy(zero_copy_only=False)
-        values = values.astype(values.dtype.newbyteorder("<"), copy=False)
-        if name in _FLOAT_NAN:
-            nan = np.isnan(values)
-            if nan.any():
-                values = values.copy()
-                values[nan] = _FLOAT_NAN[name][0]
-    h.update(np.ascontiguousarray(values).tobytes())
+    name = type_name(t)
+    for arr in pieces():  # values
+        if pa.types.is_timestamp(t) or pa.types.is_duration(t):
+            arr = arr.cast(pa.int64())
+        elif pa.types.is_date32(t):
+            arr = arr.cast(pa.int32())
+        elif not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+            raise R2BenchError(f"the content fingerprint does not define an encoding for arrow type {t}")
+        if pa.types.is_boolean(arr.type):
+            values = arr.fill_null(False).to_numpy(zero_copy_only=False).astype(np.uint8)
+        else:
+            values = arr.fill_null(0).to_numpy(zero_copy_only=False)
+            values = values.astype(values.dtype.newbyteorder("<"), copy=False)
+            if name in _FLOAT_NAN:
+                nan = np.isnan(values)
+                if nan.any():
+                    values = values.copy()
+                    values[nan] = _FLOAT_NAN[name][0]
+        h.update(np.ascontiguousarray(values))
 
 
-def column_digest(name: str, column: pa.ChunkedArray | pa.Array) -> bytes:
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+def _column_pieces(column: Any) -> tuple[pa.DataType, Pieces]:
+    """The normalised arrow type of a column (polars Series, arrow Array or ChunkedArray) and
+    a function yielding it as normalised arrow slices of ``SLICE_ROWS`` rows."""
+    n = len(column)
+    if not isinstance(column, (pa.Array, pa.ChunkedArray)):
+        # polars: exported without copying (string views; the default export copies every
+        # string, and a polars slice of a list column exports the whole column), then sliced
+        import polars as pl
+
+        column = column.to_arrow(compat_level=pl.CompatLevel.newest())
+    take = column.slice
+
+    def pieces() -> Iterator[pa.Array]:
+        for off in range(0, n, SLICE_ROWS):
+            piece = take(off, SLICE_ROWS)
+            yield _normalise(piece.combine_chunks() if isinstance(piece, pa.ChunkedArray) else piece)
+
+    first = take(0, 0)
+    first = first.combine_chunks() if isinstance(first, pa.ChunkedArray) else first
+    return _normalise(first).type, pieces
+
+
+def column_digest(name: str, column: Any) -> bytes:
+    t, pieces = _column_pieces(column)
     h = hashlib.sha256()
-    h.update(_lp(name) + _lp(type_name(arr.type)) + _u64(len(arr)))
-    _update_values(h, arr)
+    h.update(_lp(name) + _lp(type_name(t)) + _u64(len(column)))
+    _update_values(h, pieces, t)
     return h.digest()
 
 
 def table_digest(table: Any) -> str:
     """Hex content digest of a polars DataFrame or an arrow Table (see the module docstring)."""
-    if not isinstance(table, pa.Table):
-        table = table.to_arrow()
+    if isinstance(table, pa.Table):
+        names, columns = table.column_names, table.columns
+    else:
+        names, columns = table.columns, table.get_columns()
     h = hashlib.sha256()
-    h.update(ENCODING.encode() + b"\0" + _u64(table.num_rows) + _u64(table.num_columns))
-    for name, column in zip(table.column_names, table.columns):
+    h.update(ENCODING.encode() + b"\0" + _u64(len(table)) + _u64(len(names)))
+    for name, column in zip(names, columns):
         h.update(column_digest(name, column))
     return h.hexdigest()

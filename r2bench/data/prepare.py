@@ -9,6 +9,7 @@ from typing import Any
 
 from r2bench.data.benchmark import Benchmark, load_benchmark
 from r2bench.data.build import BuildSpec, build_benchmark
+from r2bench.data.cards import write_benchmark_card
 from r2bench.data.registry import DATASETS
 from r2bench.data.store import store_benchmark
 from r2bench.errors import R2BenchError
@@ -46,7 +47,6 @@ def prepare(
     skip_bad_lines: bool = False,
     description_words: int | None = None,
     root: str | Path | None = None,
-    update_card: bool = True,
     **spec_overrides: Any,
 ) -> Benchmark:
     """Build ``dataset`` into ``$R2BENCH_HOME/benchmarks/<dataset>/<fingerprint>/`` and load it.
@@ -54,8 +54,9 @@ def prepare(
     ``spec_overrides`` are :class:`~r2bench.data.build.BuildSpec` fields (``seed``,
     ``limit_users``, ``history_len``, ``n_candidates``, ``window_start_ms``...); None
     means "the source's default", the string ``"none"`` clears a default (a window).
-    The data card is refreshed only for the default spec, so it always shows the
-    canonical benchmark's statistics.
+    The benchmark's data card is written next to its manifest (``card.md``); the
+    committed ``data_cards/`` are only read (``r2bench card --write-repo-card``
+    updates them).
     """
     t0 = time.perf_counter()
     source = make_source(
@@ -67,11 +68,10 @@ def prepare(
     data = source.load()
     name = data.dataset or dataset
     built = build_benchmark(name, data.interactions, data.items, spec, users=data.users, source=data.info, where=data.where)
+    del data  # the raw frames are not needed while the tables are written (the peak of a big prepare)
     folder = store_benchmark(built, root)
     bench = load_benchmark(folder)
+    description = DATASETS.get(name).description if name in DATASETS else None
+    write_benchmark_card(folder, bench.manifest, description)
     log.info("prepared %s in %.1fs -> %s", bench.describe(), time.perf_counter() - t0, folder)
-    if update_card and spec == resolve_spec(source.spec_defaults, {}) and name in DATASETS and name != "custom":
-        from r2bench.data.cards import refresh_card
-
-        refresh_card(name, bench.manifest)
     return bench

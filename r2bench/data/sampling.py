@@ -9,39 +9,28 @@ or which other users are in the data.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from r2bench.progress import bar
+from r2bench.stablehash import stable_hash64, stable_hashes  # noqa: F401  (re-exported: data.build uses them)
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def stable_hash64(*parts: object) -> int:
-    """A 64-bit hash of the parts that is the same on every machine and run."""
-    text = "\x1f".join(str(p) for p in parts)
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
-
-
-def stable_hashes(prefix: tuple[object, ...], values: list[str]) -> np.ndarray:
-    """:func:`stable_hash64` of ``(*prefix, v)`` for every value, as uint64."""
-    head = "\x1f".join(str(p) for p in prefix) + "\x1f"
-    out = np.empty(len(values), dtype=np.uint64)
-    for i, v in enumerate(values):
-        out[i] = int.from_bytes(hashlib.blake2b((head + v).encode("utf-8"), digest_size=8).digest(), "little")
-    return out
+DRAW_CHUNK = 1 << 14  # instances per batch of draws: small enough for the temporaries to stay in cache
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
     """The splitmix64 finaliser, vectorised (uint64 arithmetic wraps, as intended)."""
     with np.errstate(over="ignore"):
-        z = x.astype(np.uint64, copy=True) + GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
-        return z ^ (z >> np.uint64(31))
+        z = x.astype(np.uint64, copy=True)
+        z += GOLDEN  # in place from here: the same arithmetic, fewer temporaries
+        z ^= z >> np.uint64(30)
+        z *= _M1
+        z ^= z >> np.uint64(27)
+        z *= _M2
+        z ^= z >> np.uint64(31)
+        return z
 
 
 def stream(keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
@@ -62,11 +51,13 @@ def draw_negatives(
 
     Draw j of instance i is ``below(splitmix(key_i, j), n_items)``; rejected draws
     (the user's items, repeats) are skipped and the first ``n_neg`` accepted ones
-    kept, so the result depends only on the instance key and the user's items.
+    kept, so the result depends only on the instance key and the user's items
+    (``user_item_keys``: sorted ``user * n_items + item``), never on how the draws
+    are batched (chunk size, draws per round).
     """
     n = len(inst_keys)
-    out = np.full((n, n_neg), -1, dtype=np.int64)
-    chunk = 20_000
+    out = np.empty((n, n_neg), dtype=np.int64)
+    chunk = DRAW_CHUNK
     with bar(total=n, desc="candidates", unit="inst") as b:
         for lo in range(0, n, chunk):
             hi = min(n, lo + chunk)
@@ -80,14 +71,18 @@ def _draw_chunk(keys: np.ndarray, user: np.ndarray, user_item_keys: np.ndarray, 
     out = np.full((n, n_neg), -1, dtype=np.int64)
     filled = np.zeros(n, dtype=np.int64)
     todo = np.arange(n)
+    user = user.astype(np.int64)
+    # only the pairs of this chunk's users: a small slice keeps the lookups in cache
+    first, last = np.searchsorted(user_item_keys, [user.min() * n_items, (user.max() + 1) * n_items])
+    pairs = user_item_keys[first:last]
     start = 0
-    width = max(2 * n_neg, 8)
+    width = n_neg + 5  # enough for almost every instance; the rest go round again
     while todo.size:
         counters = np.arange(start, start + width, dtype=np.uint64)
         draws = _below(stream(keys[todo], counters), n_items)  # [t, width]
-        pair = user[todo][:, None].astype(np.int64) * n_items + draws
-        pos = np.minimum(np.searchsorted(user_item_keys, pair), len(user_item_keys) - 1)
-        ok = user_item_keys[pos] != pair
+        pair = user[todo][:, None] * n_items + draws
+        pos = np.minimum(np.searchsorted(pairs, pair), len(pairs) - 1)
+        ok = pairs[pos] != pair
         if start:  # repeats of negatives accepted in earlier rounds
             ok &= ~(draws[:, :, None] == out[todo][:, None, :]).any(axis=2)
         # repeats within this round: keep the first occurrence
@@ -105,6 +100,5 @@ def _draw_chunk(keys: np.ndarray, user: np.ndarray, user_item_keys: np.ndarray, 
         filled[todo] = np.minimum(filled[todo] + ok.sum(axis=1), n_neg)
         todo = todo[filled[todo] < n_neg]
         start += width
+        width = max(2 * n_neg, 8)
     return out
-
-

@@ -17,12 +17,10 @@ import polars as pl
 from r2bench.errors import RunValidationError
 from r2bench.eval.metrics import DEFAULT_METRICS, per_instance_metrics
 from r2bench.eval.validate import validate_scores
+from r2bench.runs import METRICS_FILE, Run, load_run
 
 if TYPE_CHECKING:
     from r2bench.data.benchmark import Benchmark
-    from r2bench.runs import Run
-
-METRICS_FILE = "metrics.parquet"
 
 
 def target_positions(instances: pl.DataFrame) -> np.ndarray:
@@ -58,27 +56,40 @@ def check_fingerprint(run: "Run", benchmark: "Benchmark") -> None:
         )
 
 
-def evaluate_run(path: str | Path, benchmark: "Benchmark | None" = None, write: bool = True) -> pl.DataFrame:
+def scored_instances(run: Run, benchmark: "Benchmark") -> pl.DataFrame:
+    """The instances of ``benchmark`` the run must have scored: its split, the first
+    ``limit`` of them, or exactly the ``scored_instance_ids`` it records (runs that score
+    a chosen sample, such as the history-truncation analysis)."""
+    instances = benchmark.split(run.split)
+    if run.limit is not None:
+        instances = instances.head(int(run.limit))
+    ids = run.scored_instance_ids
+    if ids is not None:
+        instances = instances.filter(pl.col("instance_id").is_in(ids))
+    return instances
+
+
+def evaluate_run(path: "str | Path | Run", benchmark: "Benchmark | None" = None, write: bool = True) -> pl.DataFrame:
     """Validate the run at ``path``, compute per-instance metrics and (by default) write
     ``<run>/metrics.parquet`` atomically. Returns the metrics frame."""
     from r2bench.atomic import atomic_path
-    from r2bench.runs import load_run
 
-    run = load_run(path)
+    run = path if isinstance(path, Run) else load_run(path)
     bench = benchmark if benchmark is not None else run.benchmark()
     check_fingerprint(run, bench)
-    instances = bench.split(run.split)
-    if run.limit is not None:
-        instances = instances.head(int(run.limit))
-    from r2bench.analyses.perturb import scored_instances
-
-    # perturbation runs that score a fixed sample (history truncation) are evaluated on it
-    instances = scored_instances(instances, run.meta.get("perturbation"))
-    metrics = evaluate_scores(run.scores, instances, where=f"run {run.path}")
+    metrics = evaluate_scores(run.scores, scored_instances(run, bench), where=f"run {run.path}")
     if write:
         with atomic_path(run.path / METRICS_FILE) as tmp:
             metrics.write_parquet(tmp)
+        run.__dict__.pop("metrics", None)  # a Run that cached older metrics reads the new file
     return metrics
+
+
+def run_metrics(run: Run) -> pl.DataFrame:
+    """The run's per-instance metrics, evaluating it first (and writing metrics.parquet) when it has none."""
+    if not run.has_metrics():
+        evaluate_run(run)
+    return run.metrics
 
 
 def summarize(metrics: pl.DataFrame, names: tuple[str, ...] = DEFAULT_METRICS) -> dict[str, float]:

@@ -8,26 +8,19 @@
   (percentile method, seeded, vectorised in blocks of resamples).
 - Holm's step-down correction across a family of tests (metrics x datasets).
 
-Two runs are only compared on the same benchmark fingerprint and the same set of
-instances; anything else raises.
+Numbers only: comparing runs (which runs, on which instances, against which) is
+:mod:`r2bench.report.compare`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 
 from r2bench.errors import R2BenchError
 
-if TYPE_CHECKING:
-    from r2bench.runs import Run
-
 MARKERS = ((0.001, "§"), (0.01, "‡"), (0.05, "†"))
-TABLE_METRICS = ("ndcg@1", "ndcg@5", "ndcg@10")
 
 
 def marker(p: float | None) -> str:
@@ -97,108 +90,3 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
     out[order] = np.minimum(adj, 1.0)
     return out
-
-
-def aligned_metrics(runs: Sequence["Run"], metrics: Sequence[str] = TABLE_METRICS) -> list[pl.DataFrame]:
-    """Per-instance metrics of runs on ONE benchmark, sorted by instance_id; raises when
-    fingerprints or instance sets differ."""
-    if not runs:
-        return []
-    fps = {r.fingerprint for r in runs}
-    if len(fps) > 1:
-        detail = ", ".join(f"{r.run_id} [{str(r.fingerprint)[:12]}]" for r in runs)
-        raise R2BenchError(f"cannot compare runs made on different benchmark fingerprints: {detail}")
-    frames = [r.metrics().sort("instance_id") for r in runs]
-    ids = frames[0]["instance_id"]
-    for r, f in zip(runs[1:], frames[1:]):
-        if not f["instance_id"].equals(ids):
-            raise R2BenchError(
-                f"cannot compare {runs[0].run_id} and {r.run_id}: different instance sets "
-                f"({ids.len()} vs {f.height} instances; same split and --limit needed)"
-            )
-        if r.split != runs[0].split:
-            raise R2BenchError(f"cannot compare runs on different splits: {runs[0].run_id}, {r.run_id}")
-    for r, f in zip(runs, frames):
-        missing = [m for m in metrics if m not in f.columns]
-        if missing:
-            raise R2BenchError(f"run {r.run_id}: metrics.parquet lacks {', '.join(missing)}")
-    return frames
-
-
-@dataclass
-class CompareOptions:
-    metrics: tuple[str, ...] = TABLE_METRICS
-    #: None / "best": the best run per (dataset, metric) is tested against the runner-up;
-    #: a label: every other run is tested against that run.
-    reference: str | None = None
-    holm: bool = False
-    n_boot: int = 1000
-    alpha: float = 0.05
-    seed: int = 0
-
-
-def run_labels(runs: Sequence["Run"]) -> list[str]:
-    """Display labels, made unique per dataset by appending the seed or run id."""
-    labels = [r.label for r in runs]
-    seen: dict[tuple[str, str], int] = {}
-    for r, lab in zip(runs, labels):
-        seen[(r.dataset, lab)] = seen.get((r.dataset, lab), 0) + 1
-    out = []
-    for r, lab in zip(runs, labels):
-        if seen[(r.dataset, lab)] > 1:
-            lab = f"{lab} (seed {r.meta.get('seed')}, {r.run_id[-6:]})"
-        out.append(lab)
-    return out
-
-
-def compare_runs(runs: Sequence["Run"], options: CompareOptions | None = None) -> pl.DataFrame:
-    """One row per (dataset, run, metric): mean, bootstrap CI, the run it is tested
-    against, the paired Wilcoxon p-value (Holm-adjusted when asked), the marker, and the
-    paired bootstrap CI of the mean difference."""
-    opt = options or CompareOptions()
-    labels = run_labels(runs)
-    by_dataset: dict[str, list[int]] = {}
-    for i, r in enumerate(runs):
-        by_dataset.setdefault(r.dataset, []).append(i)
-    rows: list[dict] = []
-    for dataset, idxs in by_dataset.items():
-        group = [runs[i] for i in idxs]
-        frames = aligned_metrics(group, opt.metrics)
-        names = [labels[i] for i in idxs]
-        if opt.reference not in (None, "best") and opt.reference not in names:
-            raise R2BenchError(
-                f"reference {opt.reference!r} is not among the runs on {dataset}: {', '.join(names)}"
-            )
-        for metric in opt.metrics:
-            vals = [f[metric].to_numpy().astype(np.float64) for f in frames]
-            means = np.array([v.mean() for v in vals])
-            order = np.argsort(-means, kind="stable")
-            best = int(order[0])
-            for j, v in enumerate(vals):
-                lo, hi = bootstrap_ci(v, opt.n_boot, opt.alpha, opt.seed)
-                other = None
-                if opt.reference in (None, "best"):
-                    if j == best and len(vals) > 1:
-                        other = int(order[1])
-                elif names[j] != opt.reference:
-                    other = names.index(opt.reference)
-                p = dlo = dhi = float("nan")
-                if other is not None:
-                    p = wilcoxon_p(v, vals[other])
-                    dlo, dhi = paired_bootstrap_ci(v, vals[other], opt.n_boot, opt.alpha, opt.seed)
-                rows.append({
-                    "dataset": dataset, "fingerprint": group[j].fingerprint, "run_id": group[j].run_id,
-                    "method": group[j].method, "label": names[j], "metric": metric, "n": int(v.size),
-                    "mean": float(means[j]), "ci_low": lo, "ci_high": hi, "is_best": j == best,
-                    "compared_to": names[other] if other is not None else None, "p_value": p,
-                    "diff_ci_low": dlo, "diff_ci_high": dhi,
-                })
-    df = pl.DataFrame(rows, infer_schema_length=None)
-    if df.height == 0:
-        return df
-    p = df["p_value"].to_numpy()
-    adj = holm(p) if opt.holm else p
-    return df.with_columns(
-        pl.Series("p_adjusted", adj, dtype=pl.Float64),
-        pl.Series("marker", [marker(x) for x in adj], dtype=pl.String),
-    )

@@ -4,6 +4,10 @@ A valid ``scores.parquet`` has, for every instance of the split, exactly one row
 candidate of that instance (the same set of 20 item ids, in any order: perturbation
 runs reorder candidates), a finite score on each row, and nothing else. Each check
 names the first offending instances so a broken run is quick to fix.
+
+The findings themselves (:func:`nonfinite_rows`, :func:`duplicate_pairs`,
+:func:`instance_mismatch`, :func:`first_few`) are shared with the leaderboard's entry
+validation, which words them for a submitter and reports all of them at once.
 """
 
 from __future__ import annotations
@@ -12,16 +16,35 @@ import numpy as np
 import polars as pl
 
 from r2bench.errors import RunValidationError
+from r2bench.runs import SCORE_SCHEMA
 
-SCORE_SCHEMA = {"instance_id": pl.Int64, "item_id": pl.String, "score": pl.Float64}
 _SHOW = 5
 
 
-def _first(ids: pl.Series | list, n: int = _SHOW) -> str:
+def first_few(ids: pl.Series | list, n: int = _SHOW) -> str:
+    """``"a, b, c, d, e (and 7 more)"``: the first ``n`` values, for one-line error messages."""
     vals = list(ids[:n]) if not isinstance(ids, pl.Series) else ids.head(n).to_list()
     total = len(ids)
     more = f" (and {total - n} more)" if total > n else ""
     return ", ".join(str(v) for v in vals) + more
+
+
+def nonfinite_rows(scores: pl.DataFrame) -> pl.DataFrame:
+    """The rows whose score is NaN, infinite or null."""
+    return scores.filter(pl.col("score").is_null() | ~pl.col("score").is_finite())
+
+
+def duplicate_pairs(scores: pl.DataFrame) -> pl.DataFrame:
+    """``instance_id, item_id, len`` of every (instance, item) pair scored more than once, in first-seen order."""
+    return scores.group_by("instance_id", "item_id", maintain_order=True).len().filter(pl.col("len") > 1)
+
+
+def instance_mismatch(scores: pl.DataFrame, expected_ids: pl.Series | list) -> tuple[list[int], list[int]]:
+    """``(extra, missing)``: scored instance ids that are not expected (sorted), and expected
+    ids that were not scored (in the expected order)."""
+    want = pl.Series("instance_id", list(expected_ids), dtype=pl.Int64)
+    have = scores["instance_id"].cast(pl.Int64).unique()
+    return have.filter(~have.is_in(want)).sort().to_list(), want.filter(~want.is_in(have)).to_list()
 
 
 def normalize_scores(scores: pl.DataFrame, where: str = "scores") -> pl.DataFrame:
@@ -68,11 +91,11 @@ def validate_scores(scores: pl.DataFrame, instances: pl.DataFrame, where: str = 
     if n and int(lens.min()) != k:
         raise RunValidationError(f"{where}: the benchmark's instances have different numbers of candidates")
 
-    bad = scores.filter(pl.col("score").is_null() | ~pl.col("score").is_finite())
+    bad = nonfinite_rows(scores)
     if bad.height:
         ids = bad["instance_id"].unique(maintain_order=True)
         raise RunValidationError(
-            f"{where}: {bad.height} non-finite score(s) (NaN, inf or null) in instance(s) {_first(ids)}"
+            f"{where}: {bad.height} non-finite score(s) (NaN, inf or null) in instance(s) {first_few(ids)}"
         )
     if scores["instance_id"].null_count() or scores["item_id"].null_count():
         raise RunValidationError(f"{where}: null instance_id or item_id")
@@ -120,27 +143,23 @@ def _align_any_order(scores: pl.DataFrame, instances: pl.DataFrame, pairs: pl.Da
 
 def _diagnose(scores: pl.DataFrame, instances: pl.DataFrame, pairs: pl.DataFrame, where: str) -> None:
     """Raise the most specific error for a run whose pairs differ from the candidates."""
-    dup = scores.group_by("instance_id", "item_id", maintain_order=True).len().filter(pl.col("len") > 1)
+    dup = duplicate_pairs(scores)
     if dup.height:
         first = dup.row(0, named=True)
         raise RunValidationError(
             f"{where}: duplicate rows for {dup.height} (instance, item) pair(s), first: instance "
             f"{first['instance_id']} item {first['item_id']!r} appears {first['len']} times; "
-            f"instances: {_first(dup['instance_id'].unique(maintain_order=True))}"
+            f"instances: {first_few(dup['instance_id'].unique(maintain_order=True))}"
         )
 
-    want_ids = instances.select("instance_id")
-    have_ids = scores.select("instance_id").unique(maintain_order=True)
-    extra = have_ids.join(want_ids, on="instance_id", how="anti")
-    if extra.height:
+    extra, missing = instance_mismatch(scores, instances["instance_id"])
+    if extra:
         raise RunValidationError(
-            f"{where}: {extra.height} instance(s) that are not in the benchmark split: "
-            f"{_first(extra['instance_id'].sort())}"
+            f"{where}: {len(extra)} instance(s) that are not in the benchmark split: {first_few(extra)}"
         )
-    missing = want_ids.join(have_ids, on="instance_id", how="anti")
-    if missing.height:
+    if missing:
         raise RunValidationError(
-            f"{where}: {missing.height} instance(s) of the split have no scores: {_first(missing['instance_id'])}"
+            f"{where}: {len(missing)} instance(s) of the split have no scores: {first_few(missing)}"
         )
 
     counts = scores.group_by("instance_id").len()
@@ -154,7 +173,7 @@ def _diagnose(scores: pl.DataFrame, instances: pl.DataFrame, pairs: pl.DataFrame
         r = wrong.row(0, named=True)
         raise RunValidationError(
             f"{where}: {wrong.height} instance(s) do not have exactly their {r['k']} candidates scored; "
-            f"first: instance {r['instance_id']} has {r['len']} rows; instances: {_first(wrong['instance_id'])}"
+            f"first: instance {r['instance_id']} has {r['len']} rows; instances: {first_few(wrong['instance_id'])}"
         )
 
     stray = scores.join(pairs, on=["instance_id", "item_id"], how="anti").sort("instance_id")
@@ -163,20 +182,5 @@ def _diagnose(scores: pl.DataFrame, instances: pl.DataFrame, pairs: pl.DataFrame
         raise RunValidationError(
             f"{where}: {stray.height} scored item(s) are not candidates of their instance; first: "
             f"item {r['item_id']!r} in instance {r['instance_id']}; instances: "
-            f"{_first(stray['instance_id'].unique(maintain_order=True))}"
+            f"{first_few(stray['instance_id'].unique(maintain_order=True))}"
         )
-
-
-def long_scores(instances: pl.DataFrame, scores: np.ndarray) -> pl.DataFrame:
-    """Dense ``[n, K]`` scores aligned with ``instances["candidates"]`` -> the long form."""
-    scores = np.asarray(scores, dtype=np.float64)
-    n = instances.height
-    k = scores.shape[1] if scores.ndim == 2 else 0
-    return pl.DataFrame(
-        {
-            "instance_id": np.repeat(instances["instance_id"].to_numpy().astype(np.int64), k),
-            "item_id": instances["candidates"].explode() if n else pl.Series([], dtype=pl.String),
-            "score": scores.reshape(-1),
-        },
-        schema=SCORE_SCHEMA,
-    )

@@ -9,10 +9,11 @@ Layout (in the repository, grown by pull requests that CI validates)::
       <dataset>/README.md           the ranked table (rendered, render.py)
       <dataset>/index.html          the same table + a plot, self-contained (rendered)
 
-Modules: ``safety`` (slugs, allowed names/URLs, Markdown/HTML escaping), ``board``,
-``schema`` (entry format, score encoding), ``scoring`` (metrics recomputed from the
-scores, ranking, CI, significance), ``validate`` (CI checks), ``submit`` (run ->
-entry), ``render``.
+Modules, lowest first: ``safety`` (slugs, allowed names/URLs, Markdown/HTML escaping),
+``board``, ``schema`` (entry format, score encoding, the parsed ``Entry``), ``scoring``
+(metrics recomputed from the scores, ranking, CI, significance), ``validate`` (CI
+checks), ``texts`` (the boards' fixed wording), ``render`` (pages from ranked entries),
+``publish`` (validate + rank + render + write), ``submit`` (run -> entry).
 """
 
 DEFAULT_ROOT = "leaderboards"

@@ -28,12 +28,14 @@ file name is always derived from the slug, never taken from the entry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+
+from r2bench.eval.validate import first_few
 
 ENTRY_SCHEMA = "r2bench.leaderboard.entry/1"
 INLINE_FORMAT = "inline/1"
@@ -57,6 +59,34 @@ CARD_FIELDS: dict[str, tuple[bool, str]] = {
 }
 TOP_FIELDS = ("schema_version", "slug", "method_card", "benchmark", "r2bench_version",
               "submitted_at", "run", "stated_metrics", "scores")
+
+
+@dataclass
+class Entry:
+    """A parsed entry (filled by ``validate.check_entry``); ``metrics`` (per instance, board order) is set only when the scores are valid."""
+
+    path: Path
+    raw: dict[str, Any]
+    scores: pl.DataFrame | None = None
+    metrics: dict[str, np.ndarray] | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def slug(self) -> str:
+        return str(self.raw.get("slug", self.path.stem))
+
+    @property
+    def card(self) -> dict[str, Any]:
+        card = self.raw.get("method_card")
+        return card if isinstance(card, dict) else {}
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name", self.slug))
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.metrics is not None
 
 
 def scores_file_name(slug: str) -> str:
@@ -149,11 +179,6 @@ def decode_scores(scores: Any, entry_path: Path, slug: str) -> tuple[EntryScores
         schema={"instance_id": pl.Int64, "item_id": pl.String, "score": pl.Float64},
     )
     return EntryScores(frame), problems
-
-
-def first_few(values: list, n: int = 5) -> str:
-    more = f" (and {len(values) - n} more)" if len(values) > n else ""
-    return ", ".join(str(v) for v in values[:n]) + more
 
 
 def scores_fingerprint(long: pl.DataFrame) -> str:

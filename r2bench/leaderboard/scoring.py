@@ -1,18 +1,17 @@
-"""Recomputing an entry's metrics from its scores and the board alone (no benchmark needed)."""
+"""Recomputing an entry's metrics from its scores and the board alone (no benchmark needed), and ranking entries."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from r2bench.eval.metrics import DEFAULT_METRICS, per_instance_metrics
+from r2bench.eval.significance import bootstrap_ci, marker, wilcoxon_p
 from r2bench.leaderboard.board import Board
-
-if TYPE_CHECKING:
-    from r2bench.leaderboard.validate import Entry
+from r2bench.leaderboard.schema import Entry
 
 
 def dense_scores(long: pl.DataFrame, board: Board) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +54,7 @@ BOOT_SEED = 0
 class Ranked:
     """A valid entry with its place on the board."""
 
-    entry: "Entry"
+    entry: Entry
     rank: int
     means: dict[str, float]
     ci: tuple[float, float]
@@ -64,10 +63,8 @@ class Ranked:
     marker: str
 
 
-def rank_entries(entries: list["Entry"], metric: str = "ndcg@10") -> list[Ranked]:
+def rank_entries(entries: list[Entry], metric: str = "ndcg@10") -> list[Ranked]:
     """Rank valid entries by mean ``metric`` (ties by name) with CI and significance vs the leader."""
-    from r2bench.eval.significance import bootstrap_ci, marker, wilcoxon_p
-
     valid = [e for e in entries if e.metrics is not None]
     valid.sort(key=lambda e: (-float(np.mean(e.metrics[metric])), e.name.casefold()))
     out: list[Ranked] = []
@@ -78,3 +75,13 @@ def rank_entries(entries: list["Entry"], metric: str = "ndcg@10") -> list[Ranked
         out.append(Ranked(entry=e, rank=i + 1, means=means(e.metrics),
                           ci=bootstrap_ci(vals, n_boot=N_BOOT, seed=BOOT_SEED), p_value=p, marker=marker(p)))
     return out
+
+
+@dataclass
+class BoardView:
+    """A validated board and its ranked valid entries: what rendering needs (computed once per render)."""
+
+    folder: Path
+    board: Board | None
+    ranked: list[Ranked]
+    problems: list[str]

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from r2bench import __version__
 from r2bench.errors import R2BenchError
 from r2bench.leaderboard import safety
 from r2bench.leaderboard.board import (
     BOARD_FILE, SPLIT, board_dict_from_benchmark, board_from_dict, load_board, write_board,
 )
-from r2bench.leaderboard.schema import (
-    ENTRY_SCHEMA, PARQUET_FORMAT, STATED_METRICS, dump_entry, encode_scores, scores_file_name,
-)
+from r2bench.leaderboard.schema import ENTRY_SCHEMA, STATED_METRICS, dump_entry, encode_scores, scores_file_name
+from r2bench.version import __version__
 
 #: run.json keys copied into the entry (benchmark_path is left out: it is a local path).
 RUN_KEYS = ("run_id", "method", "label", "config", "seed", "command", "git_commit", "r2bench_version",
@@ -100,8 +100,9 @@ def trim_info(info: dict[str, Any], max_chars: int = 4000) -> dict[str, Any]:
     return out
 
 
-def _ensure_board(folder: Path, run: Any) -> Any:
-    """The run's board; created (or a placeholder filled) from the run's benchmark."""
+def _board_for(folder: Path, run: Any) -> tuple[Any, dict[str, Any] | None]:
+    """The run's board, and the ``board.json`` content still to write when the board is new
+    (or a placeholder to fill) from the run's benchmark; nothing is written here."""
     if (folder / BOARD_FILE).is_file():
         board = load_board(folder)
         if not board.placeholder:
@@ -112,20 +113,34 @@ def _ensure_board(folder: Path, run: Any) -> Any:
                     f"rerun the method on that benchmark (`r2bench prepare {run.dataset}` builds it; "
                     f"`r2bench verify {run.dataset}` checks a prepared copy against its manifest)"
                 )
-            return board
+            return board, None
         title = board.title
     else:
         title = ""
-    bench = run.benchmark()
-    content = board_dict_from_benchmark(bench, title=title)
-    write_board(folder, content)
-    return board_from_dict(folder, content)
+    content = board_dict_from_benchmark(run.benchmark(), title=title)
+    return board_from_dict(folder, content), content
 
 
 def stated_metrics(run: Any) -> dict[str, float]:
     """Mean metrics of the run as its own evaluator computed them (metrics.parquet)."""
-    metrics = run.metrics(evaluate=True)
+    from r2bench.eval.evaluate import run_metrics
+
+    metrics = run_metrics(run)
     return {m: round(float(metrics[m].mean()), 8) for m in STATED_METRICS if m in metrics.columns}
+
+
+def would_be_refused(board: Any, entry_path: Path, entry: dict[str, Any], scores: Any = None) -> list[str]:
+    """What ``leaderboard validate`` would say about ``entry`` once written at ``entry_path``:
+    its own problems, then those against the board's other entries (the one it replaces
+    left out). ``scores``: the long-form scores of an entry whose sidecar is not written yet."""
+    from r2bench.leaderboard.validate import check_across, check_entry
+
+    candidate = check_entry(entry_path, board, raw=entry, scores=scores)
+    if candidate.problems:
+        return candidate.problems
+    others = [check_entry(f, board) for f in board.entry_files() if f.name != entry_path.name]
+    check_across([*others, candidate])
+    return candidate.problems
 
 
 def submit_run(
@@ -141,10 +156,10 @@ def submit_run(
 
     Refuses non-test, limited or perturbed runs, runs on another benchmark than the
     board's, names that are not plain text, and existing names unless ``replace``.
-    The entry is validated exactly as CI will validate it before anything is written.
+    Before anything is written (board, scores file, entry) the entry is validated exactly
+    as ``r2bench leaderboard validate`` will validate it, against the board's other
+    entries too (:func:`would_be_refused`: duplicate names, identical scores).
     """
-    from r2bench.atomic import atomic_path, sha256_file, write_text
-    from r2bench.leaderboard.validate import check_entry
     from r2bench.runs import load_run
 
     run = load_run(run_path)
@@ -162,12 +177,13 @@ def submit_run(
     folder = Path(root) / run.dataset
     if safety.check_slug(run.dataset) is not None:
         raise R2BenchError(f"dataset name {run.dataset!r} is not usable as a board folder")
-    board = _ensure_board(folder, run)
+    board, new_board = _board_for(folder, run)
     entry_path = board.entries_dir / f"{slug}.json"
     if entry_path.exists() and not replace:
         raise R2BenchError(f"{entry_path} already exists (name {card.name!r}); choose another --name or pass --replace")
 
-    scores_obj, big = encode_scores(run.scores.select("instance_id", "item_id", "score"), slug)
+    long = run.scores.select("instance_id", "item_id", "score")
+    scores_obj, big = encode_scores(long, slug)
     run_meta = {k: run.meta.get(k) for k in RUN_KEYS if k in run.meta}
     run_meta["info"] = trim_info(run_meta.get("info") or {})
     n = int(run.meta.get("n_instances") or run.scores["instance_id"].n_unique())
@@ -184,22 +200,29 @@ def submit_run(
         "stated_metrics": stated_metrics(run),
         "scores": scores_obj,
     }
+    side_bytes = None
+    if big is not None:
+        buf = io.BytesIO()
+        big.write_parquet(buf)
+        side_bytes = buf.getvalue()
+        entry["scores"] = {**scores_obj, "sha256": hashlib.sha256(side_bytes).hexdigest()}
+    problems = would_be_refused(board, entry_path, entry, big)
+    if problems:
+        raise R2BenchError(f"the entry for {run.path} would not validate (nothing written): " + "; ".join(problems))
+
+    from r2bench.atomic import write_bytes, write_text
+
+    if new_board is not None:
+        write_board(folder, new_board)
     board.entries_dir.mkdir(parents=True, exist_ok=True)
     side = board.entries_dir / scores_file_name(slug)
-    if big is not None:
-        with atomic_path(side) as tmp:
-            big.write_parquet(tmp)
-        entry["scores"] = {"format": PARQUET_FORMAT, "file": side.name, "sha256": sha256_file(side)}
-    checked = check_entry(entry_path, board, raw=entry)
-    if checked.problems:
-        if big is not None:
-            side.unlink(missing_ok=True)
-        raise R2BenchError(f"the entry for {run.path} does not validate: " + "; ".join(checked.problems))
+    if side_bytes is not None:
+        write_bytes(side, side_bytes)
     write_text(entry_path, dump_entry(entry))
     if big is None and side.exists():
         side.unlink()  # a replaced entry that used to be large
     if render:
-        from r2bench.leaderboard.render import render_all
+        from r2bench.leaderboard.publish import render_all
 
         render_all(Path(root))
     return entry_path

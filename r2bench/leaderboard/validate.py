@@ -12,48 +12,20 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from r2bench.errors import R2BenchError
+from r2bench.eval.validate import duplicate_pairs, first_few, instance_mismatch, nonfinite_rows
 from r2bench.leaderboard import safety
 from r2bench.leaderboard.board import BOARD_FILE, SPLIT, Board, board_dirs, candidate_set_hash, load_board
 from r2bench.leaderboard.schema import (
-    CARD_FIELDS, ENTRY_SCHEMA, METRIC_TOLERANCE, REQUIRED_METRICS, STATED_METRICS, TOP_FIELDS,
-    decode_scores, first_few, scores_file_name, scores_fingerprint,
+    CARD_FIELDS, ENTRY_SCHEMA, METRIC_TOLERANCE, REQUIRED_METRICS, STATED_METRICS, TOP_FIELDS, Entry, decode_scores,
+    scores_file_name, scores_fingerprint,
 )
-
-
-@dataclass
-class Entry:
-    """A parsed entry; ``metrics`` (per instance, board order) is set only when the scores are valid."""
-
-    path: Path
-    raw: dict[str, Any]
-    scores: pl.DataFrame | None = None
-    metrics: dict[str, np.ndarray] | None = None
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def slug(self) -> str:
-        return str(self.raw.get("slug", self.path.stem))
-
-    @property
-    def card(self) -> dict[str, Any]:
-        card = self.raw.get("method_card")
-        return card if isinstance(card, dict) else {}
-
-    @property
-    def name(self) -> str:
-        return str(self.card.get("name", self.slug))
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems and self.metrics is not None
+from r2bench.leaderboard.scoring import means, recompute_metrics
 
 
 def _check_card(card: Any) -> list[str]:
@@ -84,24 +56,26 @@ def _check_card(card: Any) -> list[str]:
     return out
 
 
-def _check_scores(entry: Entry, board: Board) -> list[str]:
-    """Coverage and finiteness of the scores against the board's test instances."""
-    # The sidecar name comes from the file name (a real file in entries/), never from the entry's text.
-    scores, problems = decode_scores(entry.raw.get("scores"), entry.path, entry.path.stem)
-    if scores is None:
-        return problems
-    long = scores.frame
-    bad = long.filter(~pl.col("score").is_finite())
+def _check_scores(entry: Entry, board: Board, frame: pl.DataFrame | None = None) -> list[str]:
+    """Coverage and finiteness of the scores against the board's test instances (``frame``:
+    the scores in long form, for an entry not written yet; else decoded from the entry)."""
+    if frame is not None:
+        long, problems = frame, []
+    else:
+        # The sidecar name comes from the file name (a real file in entries/), never from the entry's text.
+        scores, problems = decode_scores(entry.raw.get("scores"), entry.path, entry.path.stem)
+        if scores is None:
+            return problems
+        long = scores.frame
+    bad = nonfinite_rows(long)
     if bad.height:
         ids = bad["instance_id"].unique(maintain_order=True).to_list()
         problems.append(f"{bad.height} non-finite or non-numeric score(s) (NaN, inf, null) in instance(s) {first_few(ids)}")
-    dup = long.group_by("instance_id", "item_id").len().filter(pl.col("len") > 1).sort("instance_id")
+    dup = duplicate_pairs(long)
     if dup.height:
-        problems.append(f"duplicate candidates in instance(s) {first_few(dup['instance_id'].unique(maintain_order=True).to_list())}")
-    have = set(long["instance_id"].unique().to_list())
+        problems.append(f"duplicate candidates in instance(s) {first_few(dup['instance_id'].unique().sort().to_list())}")
     want = board.position()
-    extra = sorted(i for i in have if i not in want)
-    missing = [i for i in board.instance_ids.tolist() if i not in have]
+    extra, missing = instance_mismatch(long, board.instance_ids.tolist())
     if extra:
         problems.append(f"{len(extra)} instance(s) not in the board's test split: {first_few(extra)}")
     if missing:
@@ -144,10 +118,10 @@ def _check_stated(entry: Entry, recomputed: dict[str, float]) -> list[str]:
     return out
 
 
-def check_entry(path: Path, board: Board, raw: dict[str, Any] | None = None) -> Entry:
-    """Parse and validate one entry file (or an already-built dict) against ``board``."""
-    from r2bench.leaderboard.scoring import means, recompute_metrics
-
+def check_entry(path: Path, board: Board, raw: dict[str, Any] | None = None,
+                scores: pl.DataFrame | None = None) -> Entry:
+    """Parse and validate one entry file (or an already-built dict) against ``board``;
+    ``scores`` (long form) stands in for a sidecar file that is not written yet."""
     entry = Entry(path=path, raw={})
     if raw is None:
         try:
@@ -207,7 +181,7 @@ def check_entry(path: Path, board: Board, raw: dict[str, Any] | None = None) -> 
     if board.placeholder:
         p.append("the board has no canonical benchmark yet (fingerprint null in board.json)")
         return entry
-    score_problems = _check_scores(entry, board)
+    score_problems = _check_scores(entry, board, scores)
     p += score_problems
     if entry.scores is not None:
         entry.metrics = recompute_metrics(entry.scores, board)
@@ -224,21 +198,7 @@ def check_board(folder: str | Path) -> tuple[Board | None, list[Entry], list[str
         return None, [], [str(exc)]
     entries = [check_entry(f, board) for f in board.entry_files()]
     if not (board.placeholder and not entries):
-        seen_names: dict[str, Entry] = {}
-        seen_scores: dict[str, Entry] = {}
-        # the earlier submission keeps its name/scores; the later one is refused
-        for e in sorted(entries, key=lambda en: (str(en.raw.get("submitted_at", "")), en.path.name)):
-            key = e.name.casefold().strip()
-            if key in seen_names:
-                e.problems.append(f"duplicate name {e.name!r}, already used by {seen_names[key].path.name}")
-            else:
-                seen_names[key] = e
-            if e.scores is not None:
-                fp = scores_fingerprint(e.scores)
-                if fp in seen_scores:
-                    e.problems.append(f"identical scores to {seen_scores[fp].path.name} (a duplicate submission)")
-                else:
-                    seen_scores[fp] = e
+        check_across(entries)
     lines = [_one_line(f"{_rel(e.path)}: {msg}") for e in entries for msg in e.problems]
     known = {f.name for f in board.entry_files()} | {scores_file_name(f.stem) for f in board.entry_files()}
     if board.entries_dir.is_dir():
@@ -246,6 +206,26 @@ def check_board(folder: str | Path) -> tuple[Board | None, list[Entry], list[str
             if f.name not in known and f.name != ".gitkeep":
                 lines.append(_one_line(f"{_rel(f)}: unexpected file in entries/ (only <slug>.json and <slug>.scores.parquet)"))
     return board, entries, lines
+
+
+def check_across(entries: list[Entry]) -> None:
+    """The checks between entries of one board, added to the entries' problems: a duplicate
+    name (case-insensitive) or identical scores; the earlier submission (by date, then file
+    name) keeps its name / scores, the later one is refused."""
+    seen_names: dict[str, Entry] = {}
+    seen_scores: dict[str, Entry] = {}
+    for e in sorted(entries, key=lambda en: (str(en.raw.get("submitted_at", "")), en.path.name)):
+        key = e.name.casefold().strip()
+        if key in seen_names:
+            e.problems.append(f"duplicate name {e.name!r}, already used by {seen_names[key].path.name}")
+        else:
+            seen_names[key] = e
+        if e.scores is not None:
+            fp = scores_fingerprint(e.scores)
+            if fp in seen_scores:
+                e.problems.append(f"identical scores to {seen_scores[fp].path.name} (a duplicate submission)")
+            else:
+                seen_scores[fp] = e
 
 
 def validate_tree(root: str | Path) -> list[str]:

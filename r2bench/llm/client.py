@@ -13,7 +13,16 @@ record what failed and honour ``Retry-After`` on 429 and 503.
   model), since every further request would fail the same way.
 
 Only ``ok`` results (HTTP 200, valid JSON, non-empty answer, not truncated) go to
-the cache, each committed as soon as it arrives.
+the cache, each committed as soon as it arrives. A client made with
+``allow_partial=True`` (R2Rank's reasonings, where a reasoning cut at the token budget
+or an immediate stop is a normal outcome) also accepts and caches truncated and empty
+answers.
+
+Two endpoints: chat (``request``: ``messages``) and text completions
+(``completion_request``: ``prompt``, a string or token ids), the latter for callers
+that apply the chat template themselves. Server-specific fields (e.g. llama.cpp's
+``repeat_penalty``, vLLM's ``return_tokens_as_token_ids``) travel in ``extra_body``,
+which is part of the request and of its cache key.
 """
 
 from __future__ import annotations
@@ -66,6 +75,10 @@ def parse_retry_after(headers: Any) -> float | None:
 
 def _token_logprobs(choice: dict[str, Any]) -> list[dict[str, Any]] | None:
     lp = choice.get("logprobs")
+    if isinstance(lp, dict) and isinstance(lp.get("tokens"), list):  # the completions format
+        lps = lp.get("token_logprobs") or [None] * len(lp["tokens"])
+        return [{"token": str(t), "logprob": float(v) if v is not None else float("-inf"), "top": []}
+                for t, v in zip(lp["tokens"], lps)]
     content = lp.get("content") if isinstance(lp, dict) else None
     if not content:
         return None
@@ -79,8 +92,10 @@ def _token_logprobs(choice: dict[str, Any]) -> list[dict[str, Any]] | None:
 class LLMClient:
     """Sends chat requests built by :meth:`request`; :meth:`run_batch` is the sync entry point."""
 
-    def __init__(self, config: ClientConfig, seed: int = 0, cache: ResponseCache | None = None):
+    def __init__(self, config: ClientConfig, seed: int = 0, cache: ResponseCache | None = None,
+                 allow_partial: bool = False):
         self.config = config
+        self.allow_partial = allow_partial
         self.seed = config.request_seed if config.request_seed is not None else seed
         if cache is None and config.cache:
             cache = ResponseCache(config.cache_path or None)
@@ -120,6 +135,37 @@ class LLMClient:
             req["stop"] = list(stop)
         return req
 
+    def completion_request(
+        self,
+        prompt: str | list[int],
+        *,
+        max_tokens: int | None = None,
+        stop: list[str] | None = None,
+        logprobs: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        extra_body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A text-completions request (the prompt already chat-templated, as text or token ids)."""
+        cfg = self.config
+        req: dict[str, Any] = {
+            "model": cfg.model,
+            "prompt": prompt,
+            "temperature": cfg.temperature if temperature is None else float(temperature),
+            "max_tokens": int(max_tokens or cfg.max_tokens),
+            "seed": int(self.seed),
+        }
+        top_p = cfg.top_p if top_p is None else top_p
+        if top_p is not None:
+            req["top_p"] = float(top_p)
+        if stop:
+            req["stop"] = list(stop)
+        if logprobs is not None:
+            req["logprobs"] = int(logprobs)
+        if extra_body:
+            req["extra_body"] = dict(extra_body)
+        return req
+
     # -- one request with retries ---------------------------------------------------------
     def _backoff(self, attempt: int) -> float:
         cap = min(self.config.backoff_max_s, self.config.backoff_base_s * (2**attempt))
@@ -131,7 +177,8 @@ class LLMClient:
 
         try:
             async with asyncio.timeout(self.config.timeout_s):
-                raw = await oc.chat.completions.with_raw_response.create(**req)
+                endpoint = oc.completions if "prompt" in req else oc.chat.completions
+                raw = await endpoint.with_raw_response.create(**req)
                 body = raw.content  # read eagerly by with_raw_response
         except openai.APIStatusError as exc:
             status = exc.status_code
@@ -157,8 +204,10 @@ class LLMClient:
         try:
             data = json.loads(body)
             choice = data["choices"][0]
-            message = choice["message"]
-            if not isinstance(message, dict):
+            if "prompt" in req:
+                if not isinstance(choice.get("text"), str):
+                    raise TypeError("the completion has no text")
+            elif not isinstance(choice["message"], dict):
                 raise TypeError("message is not an object")
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             return "invalid_json", f"{type(exc).__name__}: {str(exc)[:120]}; body starts {body[:80]!r}", None, None
@@ -192,19 +241,23 @@ class LLMClient:
         log.warning("request %s failed after %d attempt(s): %s (%s)", key[:12], res.attempts, res.error, res.error_detail)
         return res
 
-    @staticmethod
-    def _read_answer(res: CallResult, data: dict[str, Any]) -> tuple[str | None, str | None]:
+    def _read_answer(self, res: CallResult, data: dict[str, Any]) -> tuple[str | None, str | None]:
         choice = data["choices"][0]
-        message = choice["message"]
         usage = data.get("usage") or {}
         res.prompt_tokens += int(usage.get("prompt_tokens") or 0)
         res.completion_tokens += int(usage.get("completion_tokens") or 0)
         details = usage.get("completion_tokens_details") or {}
         res.reasoning_tokens += int(details.get("reasoning_tokens") or 0)
-        content = message.get("content")
-        res.answer, res.reasoning = split_reasoning(content if isinstance(content, str) else None, message)
+        if "message" in choice:
+            content = choice["message"].get("content")
+            res.answer, res.reasoning = split_reasoning(content if isinstance(content, str) else None, choice["message"])
+        else:  # a text completion: the text as generated, nothing split off
+            res.answer, res.reasoning = choice.get("text"), None
         res.finish_reason = choice.get("finish_reason")
+        res.stop_reason = choice.get("stop_reason")
         res.logprobs = _token_logprobs(choice)
+        if self.allow_partial:
+            return None, None
         if res.finish_reason == "length":
             return "truncated", "answer cut at max_tokens (finish_reason=length)"
         if not res.answer:
@@ -226,6 +279,9 @@ class LLMClient:
             if k not in by_key and k not in todo:
                 todo[k] = r
         if todo:
+            for name in ("httpx", "httpx2"):  # one INFO line per request would bury the progress bar
+                if logging.getLogger(name).level == logging.NOTSET:
+                    logging.getLogger(name).setLevel(logging.WARNING)
             oc = openai.AsyncOpenAI(
                 base_url=self.config.base_url,
                 api_key=resolve_api_key(self.config),
@@ -257,25 +313,36 @@ class LLMClient:
         self.results.extend(out)
         return out
 
-    def run_batch(self, requests: Sequence[dict[str, Any]], desc: str = "LLM requests") -> list[CallResult]:
-        """Sync facade: answer a batch with a progress bar (works inside a running event loop too)."""
+    def run_batch(self, requests: Sequence[dict[str, Any]], desc: str = "LLM requests",
+                  on_progress: Callable[[int], None] | None = None) -> list[CallResult]:
+        """Sync facade: answer a batch with a progress bar in requests (works inside a running event loop too).
+
+        Cache hits are counted at once as the bar's starting point, so its rate and ETA are those
+        of the requests actually sent. ``on_progress(n)`` replaces the bar (the caller's own bar).
+        """
         from r2bench.progress import bar
 
-        with bar(total=len(requests), desc=desc, unit="req") as b:
-            hits = len(self.cache.get_many([request_key(r) for r in requests])) if self.cache is not None else 0
-            b.update(hits)
-            b.refresh()
-            failed = 0
+        hits = len(self.cache.get_many([request_key(r) for r in requests])) if self.cache is not None else 0
+        own = on_progress is None
+        with bar(total=len(requests), desc=desc, unit="req", initial=hits, disable=not own) as b:
+            counted, failed = hits, 0
+            if not own:
+                on_progress(hits)
+
+            def advance(n: int) -> None:
+                nonlocal counted
+                counted += n
+                (b.update if own else on_progress)(n)
 
             def done(res: CallResult) -> None:
                 nonlocal failed
                 failed += not res.ok
-                b.update(1)
-                if failed:
+                advance(1)
+                if failed and own:
                     b.set_postfix(failed=failed)
 
             out = _run_sync(lambda: self.arun(requests, on_done=done))
-            b.update(b.total - b.n)  # repeated requests inside the batch
+            advance(len(requests) - counted)  # repeated requests inside the batch
             return out
 
     def usage(self) -> dict[str, Any]:

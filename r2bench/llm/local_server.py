@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +25,27 @@ from r2bench.errors import R2BenchError
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_ALIAS = "smollm2"
+# What a crash on the first request usually is: a library built for another CPU.
+CRASH_HINT = (
+    "a SIGILL or SIGSEGV on the first request usually means llama-cpp-python was built for another CPU "
+    "(e.g. AVX-512/AMX instructions the virtual machine does not allow): reinstall it portably with "
+    "scripts/install_llama_cpp.sh"
+)
+
+
+class ServerDied(R2BenchError):
+    """The server process is gone; the message names its exit status or signal and its last log lines."""
+
+
+def describe_exit(returncode: int) -> str:
+    """``-11`` -> ``killed by signal SIGSEGV (11)``; ``1`` -> ``exited with status 1``."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by signal {name} ({-returncode})"
+    return f"exited with status {returncode}"
 
 
 def smollm2_gguf() -> Path:
@@ -72,7 +94,7 @@ class LocalServer:
     def __init__(
         self, model: str | Path | None = None, host: str = "127.0.0.1", port: int | None = None,
         n_ctx: int = 4096, alias: str = DEFAULT_ALIAS, n_threads: int | None = None,
-        log_path: str | Path | None = None, prompt_cache: bool = True,
+        log_path: str | Path | None = None, prompt_cache: bool = True, env: dict[str, str] | None = None,
     ):
         from r2bench.extras import require
 
@@ -83,6 +105,7 @@ class LocalServer:
         self.alias = alias
         self.cmd = server_command(self.model, host, self.port, n_ctx, alias, n_threads, prompt_cache)
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="r2bench-llama-", suffix=".log")[1])
+        self.env = env  # the server's environment (None: this process's)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -93,7 +116,7 @@ class LocalServer:
         if not port_is_free(self.host, self.port):  # else a server already there would look like ours
             raise R2BenchError(f"port {self.port} on {self.host} is in use; pick another with --port (0 = any free port)")
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env)
         log.close()
         self.wait_ready(wait_s)
         return self
@@ -101,8 +124,7 @@ class LocalServer:
     def wait_ready(self, wait_s: float) -> None:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise R2BenchError(f"the llama.cpp server exited with status {self.proc.returncode}: {self.log_tail()}")
+            self.check_alive()
             try:
                 with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as r:
                     if r.status == 200:
@@ -113,11 +135,31 @@ class LocalServer:
         self.stop()
         raise R2BenchError(f"the llama.cpp server did not answer on {self.base_url} within {wait_s:.0f}s: {self.log_tail()}")
 
-    def log_tail(self, n: int = 800) -> str:
+    def log_tail(self, n: int = 800, lines: int | None = None) -> str:
+        """The end of the server's log: its last ``n`` characters, or its last ``lines`` lines."""
         try:
-            return self.log_path.read_text(errors="replace")[-n:].strip() or "(empty log)"
+            text = self.log_path.read_text(errors="replace").strip()
         except OSError:
             return "(no log)"
+        if not text:
+            return "(empty log)"
+        return "\n".join(text.splitlines()[-lines:]) if lines else text[-n:]
+
+    def exit_status(self) -> int | None:
+        """None while the server runs, else its return code (negative: the signal that killed it)."""
+        return None if self.proc is None else self.proc.poll()
+
+    def death_message(self) -> str:
+        rc = self.exit_status()
+        what = "was never started" if self.proc is None else describe_exit(rc) if rc is not None else "is running"
+        hint = f"\n({CRASH_HINT})" if rc is not None and rc < 0 and -rc in (signal.SIGILL, signal.SIGSEGV) else ""
+        return (f"the llama.cpp server at {self.base_url} {what}; last lines of its log {self.log_path}:\n"
+                f"{self.log_tail(lines=15)}{hint}")
+
+    def check_alive(self) -> None:
+        """Raise ``ServerDied`` (exit code or signal, last log lines) if the server process is gone."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise ServerDied(self.death_message())
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

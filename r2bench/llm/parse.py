@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from r2bench.answer import NOT_RECOMMEND, RECOMMEND, parse_decision
+
 VALID, PARTIAL, UNUSABLE = "valid", "partial", "unusable"
 
 _ID = re.compile(r"\[(\d{1,4})\]")
@@ -177,8 +179,6 @@ _ANSWER_TAG = re.compile(r"<answer>", re.IGNORECASE)
 
 def lenient_decision(answer: str | None) -> str | None:
     """``Recommend`` / ``Not Recommend`` from the last ``<answer>`` tag, closed or not."""
-    from r2bench.r2rank.prompts import NOT_RECOMMEND, RECOMMEND, parse_decision
-
     decided = parse_decision(answer or "")
     if decided:
         return decided
@@ -204,8 +204,6 @@ def _is_not(t: str) -> bool:
 def decision_score(answer: str | None, logprobs: list[dict[str, Any]] | None) -> tuple[float, str | None, str]:
     """Reflective score: logP(Recommend) - logP(Not) at the token after the last ``<answer>``
     when logprobs are there, else +1 / -1 from the decision, else 0. Returns (score, decision, source)."""
-    from r2bench.r2rank.prompts import RECOMMEND
-
     decision = lenient_decision(answer)
     if logprobs:
         text = "".join(p.get("token", "") for p in logprobs)

@@ -21,6 +21,8 @@ class CallResult:
     answer: str | None = None
     reasoning: str | None = None
     finish_reason: str | None = None
+    #: what stopped the generation where the server says (vLLM: the stop string, a token id, or None for EOS)
+    stop_reason: str | int | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reasoning_tokens: int = 0

@@ -108,7 +108,7 @@ def answer_token_ids(tokenizer: Any) -> dict[str, list[int]]:
     ``open``: ``<answer>``; ``recommend`` / ``not_recommend``: the decision words that
     follow it directly (no leading space, as the template writes them).
     """
-    from r2bench.r2rank.prompts import ANSWER_OPEN, NOT_RECOMMEND, RECOMMEND
+    from r2bench.answer import ANSWER_OPEN, NOT_RECOMMEND, RECOMMEND
 
     def enc(s: str) -> list[int]:
         ids = tokenizer(s, add_special_tokens=False)["input_ids"]

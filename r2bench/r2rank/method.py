@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import polars as pl
 
+from r2bench.llm.config import ClientConfig
 from r2bench.methods import BaseMethod
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class R2RankConfig:
+class R2RankConfig(ClientConfig):
     """Settings of ``r2rank`` (``--set key=value``).
 
     ``max_reasoning_tokens`` defaults to 64: on a 2-core CPU with SmolLM2 that keeps
@@ -32,6 +33,16 @@ class R2RankConfig:
     ``no_cot``: ask for the decision directly and skip generation (ablation).
     ``threads``: torch CPU threads (0 = torch's default); on a busy shared CPU, 1 is
     often several times faster than 2 (no spin-waiting between oversubscribed threads).
+
+    ``generator``: ``hf`` decodes with the local model; ``openai`` asks an
+    OpenAI-compatible completions endpoint (``base_url``, ``model`` = the served name,
+    ``concurrency``, ``cache``... : the LLM client's settings, inherited) for the
+    reasonings and computes the decision locally (``r2bench.r2rank.remote``).
+    ``server_token_ids``: send the prompt as token ids and ask for the generated ids
+    (vLLM), instead of text re-tokenized locally. ``instances_per_batch``: instances
+    decoded (or, with ``openai``, decided) together; 0 = automatic, 1 on CPU and as
+    many as fit on a GPU (``r2bench.r2rank.memory``). ``batch_size``: rows of one
+    instance decoded together (lower it for big models on small GPUs).
     """
 
     backbone: str = "smollm2-135m"
@@ -40,14 +51,36 @@ class R2RankConfig:
     max_reasoning_tokens: int = 64
     do_sample: bool = False
     temperature: float = 0.7
-    top_p: float = 0.95
+    top_p: float | None = 0.95
     batch_size: int = 20
+    instances_per_batch: int = 0
     shared_prefix: bool = True
     device: str = "auto"
     dtype: str = "auto"
     attn_implementation: str = "sdpa"
     no_cot: bool = False
     threads: int = 0
+    generator: Literal["hf", "openai"] = "hf"
+    server_token_ids: bool = False
+
+
+def _clamped(pbar: Any):
+    """``pbar.update`` that never passes the total (fractional credits add up with float rounding)."""
+    def update(n: float) -> None:
+        pbar.update(max(0.0, min(float(n), pbar.total - pbar.n)))
+    return update
+
+
+@dataclass
+class _Counts:
+    """What one ``score`` call accumulates for ``info()``."""
+
+    tokens: int = 0
+    finished: int = 0
+    malformed: int = 0
+    nonfinite: int = 0
+    server_ids: int = 0
+    prompt_lens: list = field(default_factory=list)
 
 
 class R2RankMethod(BaseMethod):
@@ -66,6 +99,7 @@ class R2RankMethod(BaseMethod):
         self._backbone_path: str | None = None
         self._rationales: list[dict[str, Any]] = []
         self._stats: dict[str, Any] = {}
+        self._llm: Any = None
 
     # ------------------------------------------------------------------ model
     def load(self) -> None:
@@ -108,74 +142,144 @@ class R2RankMethod(BaseMethod):
     def fit(self, benchmark: Any) -> None:
         return None  # zero-shot / pre-trained; training lives in the R2Rank training commands
 
+    def _client(self) -> Any:
+        from r2bench.extras import require
+
+        require("openai", purpose="r2rank with generator=openai")
+        from r2bench.llm.client import LLMClient
+
+        if self._llm is None:
+            self._llm = LLMClient(self.config, seed=self.seed, allow_partial=True)
+        return self._llm
+
+    def _announce(self, n_inst: int, k: int, prompt_tokens: int) -> None:
+        """Say before starting what the settings will cost (issue: a slow run must not look hung)."""
+        c = self.config
+        dev = self.model.get_output_embeddings().weight.device
+        n = n_inst * k
+        if c.no_cot:
+            work = f"{n} candidates, decision only"
+        elif c.generator == "openai":
+            work = f"{n} reasonings of up to {c.max_reasoning_tokens} tokens from {c.base_url}"
+        else:
+            work = f"{n} reasonings of up to {c.max_reasoning_tokens} tokens ({n * c.max_reasoning_tokens:,} tokens to generate)"
+        log.info("r2rank: %d instances x %d candidates = %s; prompts of about %d tokens, on %s",
+                 n_inst, k, work, prompt_tokens, dev)
+        if dev.type == "cpu" and c.generator == "hf" and not c.no_cot:
+            log.info("r2rank: generating on a CPU is slow (SmolLM2-135M scored 0.75 candidates/s with 8 reasoning "
+                     "tokens on a busy 2-core box); the README's 'R2Rank on a CPU' settings keep it practical (--limit N, "
+                     "--set max_reasoning_tokens=8, --set threads=1); an estimate follows the first instance")
+
     def score(self, benchmark: Any, instances: pl.DataFrame) -> np.ndarray:
         import torch
 
         from r2bench.progress import bar
-        from r2bench.r2rank.inference import encode_prompts, score_prompts
+        from r2bench.r2rank.inference import encode_prompts
+        from r2bench.r2rank.memory import auto_instances_per_batch
         from r2bench.r2rank.prompts import instance_prompt
 
         self.load()
         c = self.config
         records = benchmark.item_records()
-        profile_fields = benchmark.profile_fields
         dev = self.model.get_output_embeddings().weight.device
         gen = torch.Generator(device=dev).manual_seed(int(self.seed))
         torch.manual_seed(int(self.seed))
         rows = list(instances.iter_rows(named=True))
         k = max((len(r["candidates"]) for r in rows), default=0)
         out = np.zeros((len(rows), k), dtype=np.float64)
-        n_tok = n_fin = n_malformed = n_nonfinite = 0
-        prompt_lens: list[int] = []
+        if not rows:
+            return out
+        prompts = [instance_prompt(r, records, benchmark.profile_fields, no_cot=c.no_cot) for r in rows]
+        first = encode_prompts(self.tokenizer, prompts[0].all_messages())
+        max_new = 0 if c.no_cot else c.max_reasoning_tokens
+        ipb = auto_instances_per_batch(self.model, max(len(x) for x in first), len(first), max_new, len(rows),
+                                       c.instances_per_batch)
+        self._announce(len(rows), k, int(np.mean([len(x) for x in first])))
+        chunk = ipb
+        if c.generator == "openai" and not c.no_cot:  # enough requests in flight for the server's concurrency
+            chunk = max(ipb, -(-2 * max(1, c.concurrency) // max(k, 1)))
+        acc = _Counts()
         t0 = time.perf_counter()
-        with bar(total=len(rows) * k, desc="r2rank", unit="cand") as pbar:
-            for i, row in enumerate(rows):
-                prompt = instance_prompt(row, records, profile_fields, no_cot=c.no_cot)
-                ids = encode_prompts(self.tokenizer, prompt.all_messages())
-                prompt_lens.extend(len(x) for x in ids)
-                results = score_prompts(
-                    self.model, self.tokenizer, ids, head=self.head,
-                    max_new_tokens=0 if c.no_cot else c.max_reasoning_tokens,
-                    do_sample=c.do_sample, temperature=c.temperature, top_p=c.top_p, generator=gen,
-                    shared_prefix=c.shared_prefix, batch_size=c.batch_size,
-                )
-                for j, (item, res) in enumerate(zip(prompt.candidates, results)):
-                    s = res.score
-                    if not np.isfinite(s):
-                        n_nonfinite += 1
-                        s = -1e9
-                    out[i, j] = s
-                    r = res.reasoning
-                    n_tok += len(r.token_ids)
-                    n_fin += int(r.finished)
-                    n_malformed += int(r.decision is None)
-                    self._rationales.append({
-                        "instance_id": int(row["instance_id"]), "item_id": str(item), "text": r.text,
-                        "finished": bool(r.finished), "n_tokens": len(r.token_ids),
-                        "decision": r.decision, "score": float(s), "margin": float(res.margin),
-                    })
-                pbar.update(len(results))
-        elapsed = time.perf_counter() - t0
-        n = len(rows) * k
+        fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total_fmt} cand [{elapsed}<{remaining}, {rate_fmt}]"
+        with bar(total=len(rows) * k, desc="r2rank", unit="cand", bar_format=fmt) as pbar:
+            for s0 in range(0, len(rows), chunk):
+                part = prompts[s0:s0 + chunk]
+                ids = [first if s0 + j == 0 else encode_prompts(self.tokenizer, p.all_messages())
+                       for j, p in enumerate(part)]
+                decided = self._score_chunk(part, ids, ipb, gen, _clamped(pbar), acc)
+                for j, (p, (reasonings, _, margin, score)) in enumerate(zip(part, decided)):
+                    self._record(int(rows[s0 + j]["instance_id"]), p, reasonings, margin, score, out[s0 + j], acc)
+                    acc.prompt_lens.extend(len(x) for x in ids[j])
+                if s0 == 0 and len(rows) > chunk:
+                    dt = time.perf_counter() - t0
+                    log.info("r2rank: the first %d candidates took %.1f s; about %.1f min for all %d",
+                             len(part) * k, dt, dt * len(rows) / len(part) / 60, len(rows) * k)
+        self._finish(len(rows) * k, time.perf_counter() - t0, ipb, acc)
+        return out
+
+    def _score_chunk(self, part: list, ids: list, ipb: int, gen: Any, update: Any, acc: "_Counts") -> list:
+        from r2bench.r2rank.inference import decide_instances, reason_and_decide_instances
+
+        c = self.config
+        top_p = c.top_p if c.top_p is not None else 1.0
+        if c.generator == "openai" and not c.no_cot:
+            from r2bench.r2rank.remote import remote_reasonings, server_ids
+
+            reasonings, calls = remote_reasonings(
+                self._client(), self.tokenizer, [p.all_messages() for p in part], ids,
+                max_tokens=c.max_reasoning_tokens, do_sample=c.do_sample, temperature=c.temperature, top_p=top_p,
+                server_token_ids=c.server_token_ids, on_progress=lambda n: update(0.9 * n),
+            )
+            acc.server_ids += sum(1 for cs in calls for r in cs if server_ids(r) is not None)
+            return decide_instances(self.model, self.tokenizer, ids, reasonings, head=self.head,
+                                    shared_prefix=c.shared_prefix, batch_size=c.batch_size,
+                                    instances_per_batch=ipb, progress=lambda n: update(0.1 * n))
+        return reason_and_decide_instances(
+            self.model, self.tokenizer, ids, head=self.head, max_new_tokens=0 if c.no_cot else c.max_reasoning_tokens,
+            do_sample=c.do_sample, temperature=c.temperature, top_p=top_p, generator=gen,
+            shared_prefix=c.shared_prefix, batch_size=c.batch_size, instances_per_batch=ipb, progress=update,
+        )
+
+    def _record(self, instance_id: int, prompt: Any, reasonings: list, margin: Any, score: Any,
+                out_row: np.ndarray, acc: "_Counts") -> None:
+        for j, (item, r, m, s) in enumerate(zip(prompt.candidates, reasonings, margin.tolist(), score.tolist())):
+            if not np.isfinite(s):
+                acc.nonfinite += 1
+                s = -1e9
+            out_row[j] = s
+            acc.tokens += len(r.token_ids)
+            acc.finished += int(r.finished)
+            acc.malformed += int(r.decision is None)
+            self._rationales.append({
+                "instance_id": instance_id, "item_id": str(item), "text": r.text, "finished": bool(r.finished),
+                "n_tokens": len(r.token_ids), "decision": r.decision, "score": float(s), "margin": float(m),
+            })
+
+    def _finish(self, n: int, elapsed: float, ipb: int, acc: "_Counts") -> None:
+        c = self.config
         prev = self._stats
         self._stats = {
             "backbone": c.backbone, "backbone_path": self._backbone_path, "adapter": c.adapter,
             "head": self._head_path or "zero-shot margin logP(Recommend) - logP(Not Recommend)",
+            "generator": c.generator, "instances_per_batch": ipb,
             "candidates_scored": prev.get("candidates_scored", 0) + n,
-            "reasoning_tokens": prev.get("reasoning_tokens", 0) + n_tok,
-            "finished": prev.get("finished", 0) + n_fin,
-            "unfinished": prev.get("unfinished", 0) + (0 if c.no_cot else n - n_fin),
-            "malformed": prev.get("malformed", 0) + (0 if c.no_cot else n_malformed),
-            "nonfinite_scores": prev.get("nonfinite_scores", 0) + n_nonfinite,
-            "mean_prompt_tokens": float(np.mean(prompt_lens)) if prompt_lens else 0.0,
+            "reasoning_tokens": prev.get("reasoning_tokens", 0) + acc.tokens,
+            "finished": prev.get("finished", 0) + acc.finished,
+            "unfinished": prev.get("unfinished", 0) + (0 if c.no_cot else n - acc.finished),
+            "malformed": prev.get("malformed", 0) + (0 if c.no_cot else acc.malformed),
+            "nonfinite_scores": prev.get("nonfinite_scores", 0) + acc.nonfinite,
+            "mean_prompt_tokens": float(np.mean(acc.prompt_lens)) if acc.prompt_lens else 0.0,
             "candidates_per_s": n / elapsed if elapsed > 0 else None,
+            "generated_tokens_per_s": acc.tokens / elapsed if elapsed > 0 else None,
         }
-        if not c.no_cot and n - n_fin:
+        if self._llm is not None:
+            self._stats["llm"] = self._llm.usage()
+            self._stats["token_ids_from_server"] = prev.get("token_ids_from_server", 0) + acc.server_ids
+        if not c.no_cot and n - acc.finished:
             log.warning(
                 "r2rank: %d of %d reasonings did not reach </answer> within %d tokens (scored at a forced <answer>)",
-                n - n_fin, n, c.max_reasoning_tokens,
+                n - acc.finished, n, c.max_reasoning_tokens,
             )
-        return out
 
     def artifacts(self) -> dict[str, pl.DataFrame]:
         schema = {"instance_id": pl.Int64, "item_id": pl.String, "text": pl.String, "finished": pl.Boolean,

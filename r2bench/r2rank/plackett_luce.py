@@ -59,11 +59,14 @@ def sample_rankings(
 ) -> torch.Tensor:
     """``n_samples`` rankings per instance drawn exactly from ``P(.|s)`` (Gumbel-top-k).
 
-    scores: ``[..., K]``. Returns long ``[..., n_samples, K]`` (best first). No
-    gradient flows through the sampling; use :func:`log_prob` for that.
+    scores: ``[..., K]``. Returns long ``[..., n_samples, K]`` (best first), on the
+    scores' device. The uniforms are drawn on ``generator``'s device (the CPU without
+    one). No gradient flows through the sampling; use :func:`log_prob` for that.
     """
     s = scores.detach().unsqueeze(-2).expand(*scores.shape[:-1], n_samples, scores.shape[-1])
-    u = torch.rand(s.shape, generator=generator, dtype=torch.float64, device="cpu").to(s.device)
+    # drawn where the generator lives (a CUDA generator cannot draw on the CPU), then moved to the scores
+    u = torch.rand(s.shape, generator=generator, dtype=torch.float64,
+                   device=generator.device if generator is not None else "cpu").to(s.device)
     # Gumbel(0,1) = -log(-log U); clamp keeps U strictly inside (0, 1)
     eps = torch.finfo(torch.float64).tiny
     gumbel = -torch.log(-torch.log(u.clamp(eps, 1.0 - 1e-16)))

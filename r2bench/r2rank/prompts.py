@@ -21,21 +21,19 @@ Cut text ends with ``...``. Empty/null fields are skipped. Dates are UTC ``YYYY-
 Public API (used by the R2Rank model and by the LLM-API baselines):
 ``render_user_profile``, ``render_history``, ``render_item``, ``render_context``,
 ``reflective_messages``, ``instance_prompt`` (-> ``InstancePrompt``: the shared
-context + one item text per candidate), ``parse_decision``.
+context + one item text per candidate). The answer format the prompt asks for
+(``RECOMMEND``, ``parse_decision``...) lives in :mod:`r2bench.answer`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-RECOMMEND = "Recommend"
-NOT_RECOMMEND = "Not Recommend"
-ANSWER_OPEN = "<answer>"
-ANSWER_CLOSE = "</answer>"
+# The answer format is a contract shared with r2bench.llm; re-exported here for the prompt's users.
+from r2bench.answer import ANSWER_CLOSE, ANSWER_OPEN, NOT_RECOMMEND, RECOMMEND, parse_decision  # noqa: F401
 
 #: Figure 2, verbatim (the opening line and the requirements).
 TASK_TEXT = (
@@ -234,20 +232,3 @@ def instance_prompt(
         item_texts=texts,
         no_cot=no_cot,
     )
-
-
-_ANSWER_RE = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.IGNORECASE | re.DOTALL)
-
-
-def parse_decision(text: str) -> str | None:
-    """The decision in the last ``<answer>...</answer>`` of ``text``: RECOMMEND, NOT_RECOMMEND or None."""
-    answers = _ANSWER_RE.findall(text or "")
-    if not answers:
-        return None
-    ans = re.sub(r"[^a-z ]", "", answers[-1].lower()).strip()
-    ans = " ".join(ans.split())
-    if ans == "recommend":
-        return RECOMMEND
-    if ans in ("not recommend", "dont recommend", "do not recommend"):
-        return NOT_RECOMMEND
-    return None

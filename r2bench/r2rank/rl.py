@@ -19,6 +19,14 @@ Variants (paper section 4.3): ``rl-only`` (RL from the base backbone), ``sft+rl`
 rollouts as usual, only the head is trained, on the cached decision states) and
 ``no-cot`` (the decision-only prompt, PPO on the decision tokens).
 
+Rollouts decode ``instances_per_batch`` instances together (0 = automatic: 1 on CPU,
+as many as fit on a GPU; ``r2bench.r2rank.memory``). For ``mlp-only``, whose LLM is
+frozen, ``generator=openai`` takes the reasonings from an OpenAI-compatible completions
+endpoint serving the same backbone (``r2bench.r2rank.remote``), with a request seed per
+step (so every step samples afresh and a resumed run re-reads its cached samples), and
+computes the decision states locally. The sampling generator lives on the model's
+device (``torch.Generator(device=...)``), and so do the Gumbel draws of the rankings.
+
 Old log-probs are those of the sampling policy at temperature 1 (recomputed with the
 training forward pass, so the first epoch's ratio is exactly 1); sampling at another
 ``temperature`` makes the rollouts slightly off-policy.
@@ -38,10 +46,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from r2bench.r2rank import plackett_luce as pl
-from r2bench.r2rank.ppo import Rollout, chat_prompt_ids, policy_forward, ppo_loss, sample_rollout
+from r2bench.r2rank import plackett_luce
+from r2bench.r2rank.ppo import Rollout, chat_prompt_ids, policy_forward, ppo_loss
 from r2bench.r2rank.prompts import instance_prompt
 from r2bench.r2rank.train_config import RLConfig
+from r2bench.stablehash import hash_seed
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +89,7 @@ class _Item:
 def peak_memory_mb(device: torch.device | str) -> float:
     """Peak memory of this process: CUDA allocator peak, or the max resident set size on CPU."""
     if str(device).startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**20
+        return torch.cuda.max_memory_allocated(device) / 2**20
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -89,7 +98,7 @@ def peak_memory_mb(device: torch.device | str) -> float:
 class RLTrainer:
     """Algorithm 1 on a policy (a HF causal LM, optionally peft-wrapped) and a scoring head.
 
-    ``dist`` is a :class:`r2bench.r2rank.distributed.DistContext`-like object with
+    ``dist`` is a :class:`r2bench.r2rank.trainutil.DistContext`-like object with
     ``rank``, ``world_size`` and ``all_reduce_mean(tensors)``; None = one process.
     """
 
@@ -109,38 +118,86 @@ class RLTrainer:
             groups.append({"params": policy_params, "lr": cfg.lr_policy})
         self.optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
         self.step = 0
+        self.remote = None
+        if cfg.generator == "openai":
+            from r2bench.errors import R2BenchError
+
+            if not self.mlp_only:
+                raise R2BenchError(
+                    f"generator=openai needs variant=mlp-only (a served model cannot follow the policy updates "
+                    f"of variant {cfg.variant!r}); use generator=hf"
+                )
+            from r2bench.extras import require
+            from r2bench.llm.client import LLMClient
+
+            require("openai", purpose="RL rollouts with generator=openai")
+            self.remote = LLMClient(cfg, seed=seed, allow_partial=True)
 
     # ------------------------------------------------------------------ rollouts
+    def _prompt(self, row: dict[str, Any]):
+        return instance_prompt(row, self.records, self.bench.profile_fields, no_cot=self.no_cot)
+
     def _prompt_ids(self, row: dict[str, Any]) -> list[list[int]]:
-        ip = instance_prompt(row, self.records, self.bench.profile_fields, no_cot=self.no_cot)
-        return [chat_prompt_ids(self.tok, m) for m in ip.all_messages()]
+        return [chat_prompt_ids(self.tok, m) for m in self._prompt(row).all_messages()]
+
+    def instances_per_batch(self, prompts: list[list[list[int]]], n_instances: int) -> int:
+        """``instances_per_batch`` of the config, or the automatic value (1 on CPU)."""
+        from r2bench.r2rank.memory import auto_instances_per_batch
+
+        return auto_instances_per_batch(self.model, max(len(x) for x in prompts[0]), len(prompts[0]),
+                                        self.cfg.max_reasoning_tokens, n_instances, self.cfg.instances_per_batch)
 
     @torch.no_grad()
-    def scores_of(self, row: dict[str, Any], greedy: bool, generator=None) -> tuple[torch.Tensor, Rollout, torch.Tensor]:
-        """(scores [K], rollout with old log-probs, decision hidden states [K, H]) of one instance.
+    def scores_of_rows(self, rows: list[dict[str, Any]], greedy: bool,
+                       generator=None) -> list[tuple[torch.Tensor, Rollout, torch.Tensor]]:
+        """Per instance: (scores [K], rollout with old log-probs, decision hidden states [K, H]).
 
-        When no token log-probs are needed (greedy evaluation, ``mlp-only``), the decision
-        states are read on the generation cache, as at inference (no second pass over the
-        prompts); otherwise one :func:`policy_forward` gives log-probs and states together.
+        The instances are decoded together. When no token log-probs are needed (greedy
+        evaluation, ``mlp-only``), the decision states are read on the generation cache, as at
+        inference (or, with ``generator=openai``, by one prefill over the returned reasonings);
+        otherwise one :func:`policy_forward` per instance gives log-probs and states together.
         """
-        from r2bench.r2rank.inference import reason_and_decide
+        from r2bench.r2rank.inference import decide_instances, generate_instances, reason_and_decide_instances
         from r2bench.r2rank.ppo import rollout_of
 
+        cfg = self.cfg
         self.model.eval()
-        prompts = self._prompt_ids(row)
-        if greedy or self.mlp_only:
-            reasonings, hidden, _, _ = reason_and_decide(
-                self.model, self.tok, prompts, max_new_tokens=self.cfg.max_reasoning_tokens, do_sample=not greedy,
-                temperature=self.cfg.temperature, generator=generator, shared_prefix=self.cfg.shared_prefix,
-            )
-            ro = rollout_of(self.model, self.tok, prompts, reasonings, self.cfg.max_reasoning_tokens)
+        prompts = [self._prompt_ids(r) for r in rows]
+        common = dict(shared_prefix=cfg.shared_prefix, batch_size=max(len(p) for p in prompts),
+                      instances_per_batch=len(rows))
+        gen_kw = dict(max_new_tokens=cfg.max_reasoning_tokens, do_sample=not greedy, temperature=cfg.temperature,
+                      top_p=1.0, generator=generator)
+        hidden: list[Any] = [None] * len(rows)
+        if self.remote is not None:
+            from r2bench.r2rank.remote import remote_reasonings
+
+            reasonings, _ = remote_reasonings(
+                self.remote, self.tok, [self._prompt(r).all_messages() for r in rows], prompts,
+                max_tokens=cfg.max_reasoning_tokens, do_sample=not greedy, temperature=cfg.temperature, top_p=1.0,
+                server_token_ids=cfg.server_token_ids)
+            hidden = [d[1] for d in decide_instances(self.model, self.tok, prompts, reasonings, **common)]
+        elif greedy or self.mlp_only:
+            decided = reason_and_decide_instances(self.model, self.tok, prompts, **gen_kw, **common)
+            reasonings, hidden = [d[0] for d in decided], [d[1] for d in decided]
         else:
-            ro = sample_rollout(self.model, self.tok, prompts, self.cfg.max_reasoning_tokens,
-                                temperature=self.cfg.temperature, generator=generator)
-            out = policy_forward(self.model, ro, need_logprobs=True, shared_prefix=self.cfg.shared_prefix)
-            ro.old_logprobs, hidden = out.logprobs, out.hidden
-        hidden = hidden.float()
-        return self.head(hidden).float(), ro, hidden
+            reasonings = generate_instances(self.model, self.tok, prompts, **gen_kw, **common)
+        out = []
+        for p, rs, h in zip(prompts, reasonings, hidden):
+            ro = rollout_of(self.model, self.tok, p, rs, cfg.max_reasoning_tokens)
+            if h is None:
+                fwd = policy_forward(self.model, ro, need_logprobs=True, shared_prefix=cfg.shared_prefix)
+                ro.old_logprobs, h = fwd.logprobs, fwd.hidden
+            h = h.float()
+            out.append((self.head(h).float(), ro, h))
+        return out
+
+    def scores_of(self, row: dict[str, Any], greedy: bool, generator=None) -> tuple[torch.Tensor, Rollout, torch.Tensor]:
+        """:meth:`scores_of_rows` for one instance."""
+        return self.scores_of_rows([row], greedy, generator)[0]
+
+    def _groups(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        ipb = self.instances_per_batch([self._prompt_ids(rows[0])], len(rows)) if rows else 1
+        return [rows[i:i + ipb] for i in range(0, len(rows), ipb)]
 
     def evaluate(self, rows: list[dict[str, Any]]) -> float:
         """Mean NDCG@10 of the greedy ranking (argsort of greedy-decoding scores; ties exact)."""
@@ -148,20 +205,25 @@ class RLTrainer:
 
         if not rows:
             return float("nan")
-        scores = np.stack([self.scores_of(r, greedy=True)[0].cpu().numpy() for r in rows]).astype(np.float64)
+        if self.remote is not None:
+            self.remote.seed = int(self.seed)  # greedy: one cache entry per prompt, reused by every evaluation
+        scores = np.stack([s.cpu().numpy() for g in self._groups(rows)
+                           for s, _, _ in self.scores_of_rows(g, greedy=True)]).astype(np.float64)
         target = np.array([int(r["target_index"]) for r in rows])
         return float(per_instance_metrics(scores, target, ["ndcg@10"])["ndcg@10"].mean())
 
     # ------------------------------------------------------------------ one step
     def _collect(self, rows: list[dict[str, Any]], gen: torch.Generator) -> list[_Item]:
         items = []
-        for row in rows:
-            s, ro, hidden = self.scores_of(row, greedy=False, generator=gen)
-            taus = pl.sample_rankings(s.cpu(), self.cfg.ranking_samples, generator=gen)
-            rel = torch.zeros(s.shape[-1], dtype=torch.float64)
-            rel[int(row["target_index"])] = 1.0
-            rewards = pl.ndcg_at_k(taus, rel, self.cfg.reward_k)
-            items.append(_Item(ro, taus.to(self.device), rewards.to(self.device), hidden if self.mlp_only else None))
+        if self.remote is not None:
+            self.remote.seed = hash_seed(self.seed, self.step, self._rank())  # fresh samples every step
+        for group in self._groups(rows):
+            for row, (s, ro, hidden) in zip(group, self.scores_of_rows(group, greedy=False, generator=gen)):
+                taus = plackett_luce.sample_rankings(s.cpu(), self.cfg.ranking_samples, generator=gen)
+                rel = torch.zeros(s.shape[-1], dtype=torch.float64)
+                rel[int(row["target_index"])] = 1.0
+                rewards = plackett_luce.ndcg_at_k(taus, rel, self.cfg.reward_k)
+                items.append(_Item(ro, taus.to(self.device), rewards.to(self.device), hidden if self.mlp_only else None))
         adv = torch.tensor([float(it.rewards.mean()) for it in items])
         if self.cfg.ppo_baseline == "batch-mean":
             adv = adv - adv.mean()
@@ -174,7 +236,7 @@ class RLTrainer:
         cfg = self.cfg
         if self.mlp_only:
             s = self.head(it.hidden)
-            loss = pl.reinforce_loss(s, it.taus, it.rewards.to(s.dtype), cfg.baseline) / n_inst
+            loss = plackett_luce.reinforce_loss(s, it.taus, it.rewards.to(s.dtype), cfg.baseline) / n_inst
             loss.backward()
             return float(loss.detach()), 0.0, None
         ro, k = it.rollout, it.rollout.n_candidates
@@ -195,13 +257,13 @@ class RLTrainer:
             h = out.hidden.float() if cfg.pl_grad_to_backbone else out.hidden.detach().float()
             s = self.head(h)
             if s_all is None:
-                pl_loss = pl.reinforce_loss(s, it.taus, it.rewards.to(s.dtype), cfg.baseline) / n_inst
+                pl_loss = plackett_luce.reinforce_loss(s, it.taus, it.rewards.to(s.dtype), cfg.baseline) / n_inst
                 pl_term = pl_loss
                 pl_val = float(pl_loss.detach())
             else:
                 if g_s is None:
                     s_req = s_all.detach().requires_grad_(True)
-                    pl_loss = pl.reinforce_loss(s_req, it.taus, it.rewards.to(s_req.dtype), cfg.baseline) / n_inst
+                    pl_loss = plackett_luce.reinforce_loss(s_req, it.taus, it.rewards.to(s_req.dtype), cfg.baseline) / n_inst
                     (g_s,) = torch.autograd.grad(pl_loss, s_req)
                     pl_val = float(pl_loss.detach())
                 pl_term = (s * g_s[c]).sum()
@@ -217,7 +279,7 @@ class RLTrainer:
 
     def train_step(self, rows: list[dict[str, Any]]) -> StepLog:
         cfg, t0 = self.cfg, time.perf_counter()
-        gen = torch.Generator().manual_seed(hash_seed(self.seed, self.step, self._rank()))
+        gen = torch.Generator(device=self.device).manual_seed(hash_seed(self.seed, self.step, self._rank()))
         items = self._collect(rows, gen)
         n_tok = sum(int(it.rollout.response_mask.sum()) for it in items)
         t_roll = time.perf_counter() - t0
@@ -294,14 +356,6 @@ def fresh_head(hidden_size: int, inner_size: int, device=None):
         head.net[-1].weight.zero_()
         head.net[-1].bias.zero_()
     return head.to(device) if device is not None else head
-
-
-def hash_seed(*parts: int) -> int:
-    """A stable 63-bit seed from integers (never Python's salted hash())."""
-    import hashlib
-
-    h = hashlib.blake2b(repr(tuple(int(p) for p in parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") & ((1 << 63) - 1)
 
 
 

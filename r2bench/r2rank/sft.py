@@ -88,9 +88,10 @@ def run_sft(cfg: SFTConfig, data_dir: str | Path, out_dir: str | Path, seed: int
     """Fine-tune on ``<data_dir>/sft_data.parquet`` (kept rows); export ``<out>/final``."""
     from r2bench.atomic import atomic_path, write_json
     from r2bench.progress import bar
-    from r2bench.r2rank.rl import hash_seed, peak_memory_mb
+    from r2bench.r2rank.rl import peak_memory_mb
     from r2bench.r2rank.synthesize import load_sft_data
     from r2bench.r2rank.trainutil import Checkpointer, CSVLog, load_policy, save_policy, shard_by_user
+    from r2bench.stablehash import hash_seed
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

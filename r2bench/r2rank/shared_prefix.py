@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from r2bench.r2rank.inference import _cache_kw, _new_cache, common_prefix_len, pad_rows
+from r2bench.r2rank.kvcache import cache_kw, common_prefix_len, new_cache, pad_rows
 
 __all__ = ["pad_rows", "prefix_forward", "split_prefix"]
 
@@ -42,8 +42,8 @@ def prefix_forward(model: Any, prefix_ids: Sequence[int], ids: torch.Tensor, att
     if p == 0:
         pos = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
         return decoder(input_ids=ids, attention_mask=attention_mask, position_ids=pos, use_cache=False).last_hidden_state
-    kw = _cache_kw(model)
-    cache = _new_cache(model)
+    kw = cache_kw(model)
+    cache = new_cache(model)
     prefix = torch.tensor([list(prefix_ids)], dtype=torch.long, device=ids.device)
     decoder(input_ids=prefix, use_cache=True, **{kw: cache})
     if n > 1:

@@ -34,21 +34,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
+from r2bench.answer import NOT_RECOMMEND, RECOMMEND, parse_decision
 from r2bench.errors import R2BenchError
-from r2bench.r2rank.prompts import NOT_RECOMMEND, RECOMMEND, instance_prompt, parse_decision
+from r2bench.r2rank.prompts import instance_prompt
 from r2bench.r2rank.train_config import SynthesizeConfig
+from r2bench.stablehash import stable_rng
 
 log = logging.getLogger(__name__)
-
-
-def _stable_rng(*parts: Any) -> np.random.Generator:
-    import hashlib
-
-    h = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return np.random.default_rng(int.from_bytes(h, "little"))
 
 
 def select_pairs(benchmark, cfg: SynthesizeConfig, seed: int = 0) -> list[dict[str, Any]]:
@@ -56,7 +50,7 @@ def select_pairs(benchmark, cfg: SynthesizeConfig, seed: int = 0) -> list[dict[s
     rows = benchmark.split("train").to_dicts()
     if not rows:
         raise R2BenchError(f"benchmark {benchmark.path} has no train instances to synthesize SFT data from")
-    order = _stable_rng(seed, "sft-instances").permutation(len(rows))
+    order = stable_rng(seed, "sft-instances").permutation(len(rows))
     if cfg.max_instances:
         order = order[: cfg.max_instances]
     records = benchmark.item_records()
@@ -65,7 +59,7 @@ def select_pairs(benchmark, cfg: SynthesizeConfig, seed: int = 0) -> list[dict[s
         row = rows[i]
         t = int(row["target_index"])
         others = [k for k in range(len(row["candidates"])) if k != t]
-        rng = _stable_rng(seed, "sft-negatives", int(row["instance_id"]))
+        rng = stable_rng(seed, "sft-negatives", int(row["instance_id"]))
         negs = rng.choice(others, size=min(cfg.negatives_per_positive, len(others)), replace=False).tolist()
         prompt = instance_prompt(row, records, benchmark.profile_fields, no_cot=cfg.no_cot)
         for k in [t] + sorted(negs):

@@ -66,8 +66,12 @@ class SFTConfig(LoRASettings):
 
 
 @dataclass
-class RLConfig(LoRASettings):
-    """End-to-end RL under the Plackett-Luce surrogate (Algorithm 1)."""
+class RLConfig(LoRASettings, ClientConfig):
+    """End-to-end RL under the Plackett-Luce surrogate (Algorithm 1).
+
+    The LLM client's settings (``base_url``, ``model``, ``concurrency``, ``cache``...) are
+    used only by ``generator=openai`` (``mlp-only`` rollouts from a serving engine).
+    """
 
     #: backbone name or folder; for ``sft+rl`` the SFT output folder
     backbone: str = "smollm2-135m"
@@ -100,8 +104,16 @@ class RLConfig(LoRASettings):
     reward_k: int = 10
     max_reasoning_tokens: int = 48
     temperature: float = 1.0
+    top_p: float | None = None
     #: candidates per forward pass in the optimisation (memory knob; the result is the same)
     micro_batch: int = 20
+    #: instances decoded together in rollouts and evaluation (0 = automatic: 1 on CPU, as many as fit on a GPU)
+    instances_per_batch: int = 0
+    #: who writes the reasonings: the policy itself (hf), or, for mlp-only (frozen LLM), an OpenAI-compatible
+    #: completions endpoint serving the same backbone (openai; decision states computed locally)
+    generator: Literal["hf", "openai"] = "hf"
+    #: generator=openai: send prompt token ids and read generated ids (vLLM) instead of text
+    server_token_ids: bool = False
     #: encode the instance's common prompt prefix once per forward pass and reuse its KV cache
     #: (same result; false runs all rows in full, for comparison: ``bench/r2rank_rl_step.py``)
     shared_prefix: bool = True

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from typing import Any
 import torch
 
 from r2bench.atomic import atomic_path, write_json, write_text
+from r2bench.stablehash import stable_hash64
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,9 @@ class DistContext:
     def all_reduce_sum(self, x: float) -> float:
         if self.world_size == 1:
             return x
-        t = torch.tensor([x], dtype=torch.float64)
+        # NCCL reduces CUDA tensors only; gloo takes CPU ones
+        dev = self.device() if torch.distributed.get_backend() == "nccl" else "cpu"
+        t = torch.tensor([x], dtype=torch.float64, device=dev)
         torch.distributed.all_reduce(t)
         return float(t.item())
 
@@ -96,8 +98,7 @@ class DistContext:
 
 def user_shard(user_id: str, world_size: int) -> int:
     """The process (0..world_size-1) that owns ``user_id``: a stable hash, never Python's hash()."""
-    h = hashlib.blake2b(str(user_id).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") % max(world_size, 1)
+    return stable_hash64(user_id) % max(world_size, 1)
 
 
 def shard_by_user(rows: list[dict[str, Any]], rank: int, world_size: int) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import html as _html
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,10 @@ from typing import Any
 import polars as pl
 
 from r2bench.errors import R2BenchError
-from r2bench.eval.significance import TABLE_METRICS, CompareOptions, compare_runs, run_labels
 from r2bench.report import tables as T
+from r2bench.report.compare import TABLE_METRICS, CompareOptions, compare_runs, reference_index
+from r2bench.report.render import frame_to_html, frame_to_latex, frame_to_markdown, inline_markdown_html, tex_escape
+from r2bench.report.select import Selection, select_runs
 
 FORMATS = ("md", "latex", "html", "csv")
 _EXT = {"md": "md", "latex": "tex", "html": "html", "csv": "csv"}
@@ -43,25 +45,6 @@ class Report:
     markdown: str
     files: dict[str, Path] = field(default_factory=dict)
     images: list[Path] = field(default_factory=list)
-
-
-def collect_runs(paths: Iterable[str | Path]):
-    """Load runs from run folders / run ids, expanding a folder of runs (e.g. ``runs/``)."""
-    from r2bench.runs import RUN_JSON, load_run
-
-    runs = []
-    for p in paths:
-        p = Path(p)
-        if p.is_dir() and not (p / RUN_JSON).is_file():
-            subs = sorted(d for d in p.iterdir() if (d / RUN_JSON).is_file())
-            if not subs:
-                raise R2BenchError(f"{p} is neither a run folder nor a folder of runs")
-            runs.extend(load_run(d) for d in subs)
-        else:
-            runs.append(load_run(p))
-    if not runs:
-        raise R2BenchError("no runs given")
-    return runs
 
 
 def _info_columns(info: dict[str, Any]) -> dict[str, Any]:
@@ -89,12 +72,12 @@ def _info_columns(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_details(runs: Sequence[Any]) -> pl.DataFrame:
-    """One row per run: label, dataset, split, instances, seed, timings and info columns."""
-    labels = run_labels(runs)
+    """One row per run: label, dataset, split, instances, seed, timings and info columns
+    (labels as the runs carry them: :func:`r2bench.report.select.select_runs` sets them)."""
     rows = []
-    for r, label in zip(runs, labels):
+    for r in runs:
         t = r.meta.get("timings") or {}
-        row = {"method": label, "dataset": r.dataset, "split": r.split,
+        row = {"method": r.label, "dataset": r.dataset, "split": r.split,
                "instances": r.meta.get("n_instances"), "seed": r.meta.get("seed"),
                "fit s": t.get("fit_s"), "score s": t.get("score_s")}
         row.update(_info_columns(r.info))
@@ -117,7 +100,7 @@ def _section_md(s: Section, rel: Path) -> str:
     if s.text:
         parts.append(s.text)
     if isinstance(s.table, pl.DataFrame):
-        parts.append(T.frame_to_markdown(s.table))
+        parts.append(frame_to_markdown(s.table))
     elif isinstance(s.table, str):
         parts.append(s.table)
     for img in s.images:
@@ -133,11 +116,11 @@ def _relpath(p: Path, base: Path) -> str:
 
 
 def _section_tex(s: Section) -> str:
-    parts = [rf"\section*{{{T.tex_escape(s.title)}}}"]
+    parts = [rf"\section*{{{tex_escape(s.title)}}}"]
     if s.text:
-        parts.append(T.tex_escape(s.text))
+        parts.append(tex_escape(s.text))
     if isinstance(s.table, pl.DataFrame):
-        parts.append(T.frame_to_latex(s.table))
+        parts.append(frame_to_latex(s.table, floating=False))
     elif isinstance(s.table, str):
         parts.append(r"\begin{verbatim}" + "\n" + s.table + "\n" + r"\end{verbatim}")
     for img in s.images:
@@ -153,9 +136,9 @@ def _img_tag(path: Path) -> str:
 def _section_html(s: Section) -> str:
     parts = [f"<h2>{_html.escape(s.title)}</h2>"]
     if s.text:
-        parts.append(f"<p>{_html.escape(s.text)}</p>")
+        parts.append(f"<p>{inline_markdown_html(s.text)}</p>")
     if isinstance(s.table, pl.DataFrame):
-        parts.append(T.frame_to_html(s.table))
+        parts.append(frame_to_html(s.table))
     elif isinstance(s.table, str):
         parts.append(f"<pre>{_html.escape(s.table)}</pre>")
     parts += [_img_tag(p) for p in s.images]
@@ -163,13 +146,69 @@ def _section_html(s: Section) -> str:
 
 
 _CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
-        "margin:1em 0}td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}tr.group td{background:#f4f4f4;text-align:left}"
+        "display:block;overflow-x:auto;"
+        "margin:1em 0}td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}"
+        "td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}tr.group td{background:#f4f4f4}"
         "img{max-width:100%}caption{caption-side:bottom;font-size:85%;color:#555;padding-top:.5em}")
 
 
+@dataclass
+class _Block:
+    """One comparison table of the report: its heading (None for the main table), the table, notes."""
+
+    heading: str | None
+    table: T.Table
+    notes: list[str]
+
+
+def _blocks(sel: Selection, compare: pl.DataFrame, opt: CompareOptions, show_ci: bool) -> list[_Block]:
+    """The main table holds the comparisons on whole splits (one column block per dataset,
+    the paper's Table 2); each comparison on part of a split (--limit, samples) gets its own."""
+    shown = [g for g in sel.groups if g.originals]
+    main = [g for g in shown if g.full]
+    caption = _legend(opt)
+    blocks = []
+    for groups, heading in ([(main, None)] if main else []) + [([g], g.title) for g in shown if not g.full]:
+        part = compare.filter(pl.col("comparison").is_in([g.title for g in groups]))
+        notes = []
+        for g in groups:
+            where = f"{g.title}: " if heading is None and len(sel.groups) > 1 else ""
+            notes += [f"{where}{n}" for n in g.notes]
+            if opt.reference not in (None, "best") and len(g.originals) > 1 and \
+                    reference_index([r.label for r in g.originals], g.originals, opt.reference) is None:
+                several = [r.label for r in g.originals if r.method == opt.reference]
+                why = (f"matches several runs ({', '.join(several)}); give one of their labels" if several
+                       else "is not among these runs")
+                notes.append(f"{where}--reference {opt.reference} {why}: the best is tested against the runner-up")
+        blocks.append(_Block(heading, T.build_table(part, show_ci=show_ci, caption=caption), notes))
+    return blocks
+
+
+def _block_md(b: _Block) -> str:
+    parts = [f"## {b.heading}"] if b.heading else []
+    parts.append(T.to_markdown(b.table))
+    if b.notes:
+        parts.append("\n".join(f"- {n}" for n in b.notes))
+    return "\n\n".join(parts)
+
+
+def _block_tex(b: _Block) -> str:
+    parts = [rf"\section*{{{tex_escape(b.heading)}}}"] if b.heading else []
+    parts.append(T.to_latex(b.table))
+    parts += [tex_escape(n) for n in b.notes]
+    return "\n\n".join(parts)
+
+
+def _block_html(b: _Block) -> str:
+    parts = [f"<h2>{_html.escape(b.heading)}</h2>"] if b.heading else []
+    parts.append(T.to_html(b.table))
+    if b.notes:
+        parts.append("<ul>" + "".join(f"<li>{_html.escape(n)}</li>" for n in b.notes) + "</ul>")
+    return "\n".join(parts)
+
+
 def make_report(
-    runs: Sequence[Any],
+    runs: "Sequence[Any] | Selection",
     formats: Sequence[str] = ("md",),
     out: str | Path = "report",
     reference: str | None = None,
@@ -182,14 +221,22 @@ def make_report(
     sections: Sequence[Section] = (),
     title: str = "r2bench report",
 ) -> Report:
-    """Compare ``runs`` and write ``<out>/report.<ext>`` for each format (+ PNG plots)."""
+    """Compare ``runs`` (any pile, or a :class:`~r2bench.report.select.Selection`) and write
+    ``<out>/report.<ext>`` for each format (+ PNG plots): one comparison per benchmark,
+    split and set of scored instances, a line saying what went where."""
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise R2BenchError(f"unknown report format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
+    sel = runs if isinstance(runs, Selection) else select_runs(runs)
     opt = CompareOptions(metrics=tuple(metrics), reference=reference, holm=holm, n_boot=n_boot, seed=seed)
-    compare = compare_runs(runs, opt)
-    table = T.build_table(compare, show_ci=show_ci, caption=_legend(opt))
-    details = run_details(runs)
+    compare = compare_runs(sel, opt)
+    if compare.height == 0:
+        raise R2BenchError("nothing to compare: every run given is a perturbed run (the analyses use them: "
+                           "`r2bench report --analyses` or `r2bench analyze`)")
+    blocks = _blocks(sel, compare, opt, show_ci)
+    shown = [r for g in sel.groups for r in g.originals]
+    details = run_details(shown)
+    summary = sel.summary_lines()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     images: list[Path] = []
@@ -201,7 +248,8 @@ def make_report(
     detail_sec = Section("Runs", table=details)
     extra = list(sections)
 
-    md = "\n\n".join([f"# {title}", T.to_markdown(table), _section_md(detail_sec, out)]
+    md = "\n\n".join([f"# {title}", "\n".join(summary)] + [_block_md(b) for b in blocks]
+                     + [_section_md(detail_sec, out)]
                      + ([_section_md(Section("Plots", images=images), out)] if images else [])
                      + [_section_md(s, out) for s in extra]) + "\n"
     rep = Report(compare=compare, markdown=md, images=images)
@@ -215,13 +263,16 @@ def make_report(
             with atomic_path(target) as tmp:
                 compare.write_csv(tmp)
         elif fmt == "latex":
-            body = "\n\n".join([T.to_latex(table), _section_tex(detail_sec)]
+            body = "\n\n".join([tex_escape(" ".join(summary))] + [_block_tex(b) for b in blocks]
+                               + [_section_tex(detail_sec)]
                                + [_section_tex(Section("Plots", images=images))] * bool(images)
                                + [_section_tex(s) for s in extra])
             write_text(target, "% generated by r2bench report; needs booktabs and graphicx\n" + body + "\n")
         elif fmt == "html":
-            body = "\n".join([f"<h1>{_html.escape(title)}</h1>", T.to_html(table), _section_html(main),
-                              _section_html(detail_sec)] + [_section_html(s) for s in extra])
+            summary_html = (f"<p>{_html.escape(summary[0])}</p>" + ("<ul>" + "".join(
+                f"<li>{_html.escape(x.lstrip('- '))}</li>" for x in summary[1:]) + "</ul>" if summary[1:] else ""))
+            body = "\n".join([f"<h1>{_html.escape(title)}</h1>", summary_html] + [_block_html(b) for b in blocks]
+                              + [_section_html(main), _section_html(detail_sec)] + [_section_html(s) for s in extra])
             write_text(target, f"<!doctype html><html><head><meta charset='utf-8'><title>{_html.escape(title)}"
                                f"</title><style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
         rep.files[fmt] = target

@@ -1,10 +1,10 @@
-"""The paper's Table 2 layout and its renderers (Markdown, LaTeX, HTML).
+"""The paper's Table 2 layout and its renderers (Markdown, LaTeX, HTML; escaping from :mod:`r2bench.report.render`).
 
 Rows are methods in groups (sanity / conventional / LLM-based / R2Rank / other),
 columns are datasets x NDCG@1/5/10; the best value of each column is bold and a
 significance marker († p<0.05, ‡ p<0.01, § p<0.001) follows the values that differ
 significantly from what they were compared with (see
-:func:`r2bench.eval.significance.compare_runs`). The CSV output is the tidy
+:func:`r2bench.report.compare.compare_runs`). The CSV output is the tidy
 comparison frame itself.
 """
 
@@ -14,6 +14,8 @@ import html as _html
 from dataclasses import dataclass, field
 
 import polars as pl
+
+from r2bench.report.render import md_escape, tex_escape
 
 #: method name -> display group; methods not listed fall into "Other"
 GROUP_ORDER = ("Sanity baselines", "Conventional recommenders", "LLM-based", "R2Rank", "Other")
@@ -34,6 +36,13 @@ def group_of(method: str) -> str:
     if method.startswith("r2rank"):
         return "R2Rank"
     return "Other"
+
+
+def method_rank(method: str) -> tuple[int, int, str]:
+    """Where a method goes in tables, legends and colours: its group (sanity, conventional,
+    LLM-based, R2Rank, other), then the order of :data:`METHOD_GROUPS`, then its name."""
+    known = list(METHOD_GROUPS)
+    return (GROUP_ORDER.index(group_of(method)), known.index(method) if method in known else len(known), method)
 
 
 @dataclass
@@ -65,25 +74,28 @@ class Table:
 
 
 def build_table(compare: pl.DataFrame, show_ci: bool = False, caption: str = "") -> Table:
-    """Turn the frame of :func:`compare_runs` into a grouped :class:`Table`."""
-    datasets = compare["dataset"].unique(maintain_order=True).to_list()
+    """Turn the frame of :func:`compare_runs` into a grouped :class:`Table`: one block of
+    columns per comparison (its ``column`` name, else the dataset), rows in method-group
+    order and, within a method, in the order the runs come (as the selection sorts them)."""
+    block = "column" if "column" in compare.columns else "dataset"
+    blocks = compare[block].unique(maintain_order=True).to_list()
     metrics = compare["metric"].unique(maintain_order=True).to_list()
-    columns = [(d, m) for d in datasets for m in metrics]
+    columns = [(d, m) for d in blocks for m in metrics]
     labels = compare.select("label", "method").unique(subset="label", maintain_order=True)
     cells: dict[tuple[str, str, str], Cell] = {}
     for r in compare.iter_rows(named=True):
-        cells[(r["label"], r["dataset"], r["metric"])] = Cell(
+        cells[(r["label"], r[block], r["metric"])] = Cell(
             r["mean"], bool(r["is_best"]), r["marker"] or "",
             (r["ci_low"], r["ci_high"]) if show_ci else None,
         )
     by_group: dict[str, list[tuple[str, list[Cell]]]] = {}
+    method_of = dict(labels.iter_rows())
+    appearance = {label: i for i, label in enumerate(method_of)}
     for label, method in labels.iter_rows():
         row = [cells.get((label, d, m), Cell(None)) for d, m in columns]
         by_group.setdefault(group_of(method), []).append((label, row))
-    rank = {m: i for i, m in enumerate(METHOD_GROUPS)}
-    method_of = dict(labels.iter_rows())
     groups = [
-        (g, sorted(by_group[g], key=lambda row: (rank.get(method_of[row[0]], len(rank)), row[0])))
+        (g, sorted(by_group[g], key=lambda row: (method_rank(method_of[row[0]]), appearance[row[0]])))
         for g in GROUP_ORDER if g in by_group
     ]
     return Table(columns=columns, groups=groups, caption=caption)
@@ -109,19 +121,13 @@ def to_markdown(table: Table) -> str:
     for group, rows in table.groups:
         lines.append("| *" + group + "* |" + " |" * len(table.columns))
         for label, cells in rows:
-            lines.append("| " + " | ".join([label.replace("|", "\\|")] + [_cell_md(c) for c in cells]) + " |")
+            lines.append("| " + " | ".join([md_escape(label)] + [_cell_md(c) for c in cells]) + " |")
     if table.caption:
         lines += ["", table.caption]
     return "\n".join(lines)
 
 
 _TEX_MARK = {"†": r"$^{\dagger}$", "‡": r"$^{\ddagger}$", "§": r"$^{\S}$"}
-_TEX_ESC = str.maketrans({"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                          "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"})
-
-
-def tex_escape(text: str) -> str:
-    return str(text).translate(_TEX_ESC)
 
 
 def _cell_tex(c: Cell) -> str:
@@ -171,47 +177,12 @@ def to_html(table: Table) -> str:
         h.append(f"<caption>{_html.escape(table.caption)}</caption>")
     h.append("<thead><tr><th rowspan=2>Method</th>"
              + "".join(f"<th colspan={per[d]}>{_html.escape(d)}</th>" for d in table.datasets) + "</tr>")
-    h.append("<tr>" + "".join(f"<th>{_html.escape(_metric_head(m))}</th>" for _, m in table.columns)
+    h.append("<tr>" + "".join(f"<th class=n>{_html.escape(_metric_head(m))}</th>" for _, m in table.columns)
              + "</tr></thead><tbody>")
     for group, rows in table.groups:
         h.append(f"<tr class=group><td colspan={len(table.columns) + 1}><i>{_html.escape(group)}</i></td></tr>")
         for label, cells in rows:
-            h.append(f"<tr><td>{_html.escape(label)}</td>" + "".join(f"<td>{_cell_html(c)}</td>" for c in cells)
+            h.append(f"<tr><td>{_html.escape(label)}</td>" + "".join(f"<td class=n>{_cell_html(c)}</td>" for c in cells)
                      + "</tr>")
-    h.append("</tbody></table>")
-    return "\n".join(h)
-
-
-def frame_to_markdown(df: pl.DataFrame, digits: int = 4) -> str:
-    """Any small frame as a Markdown table (floats rounded)."""
-    def fmt(v):
-        if v is None:
-            return ""
-        if isinstance(v, float):
-            return f"{v:.{digits}f}"
-        return str(v).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join(["---"] * len(df.columns)) + "|"]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.iter_rows()]
-    return "\n".join(lines)
-
-
-def frame_to_latex(df: pl.DataFrame, digits: int = 4) -> str:
-    def fmt(v):
-        return "" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else tex_escape(str(v)))
-
-    out = [r"\begin{tabular}{" + "l" * len(df.columns) + "}", r"\toprule",
-           " & ".join(tex_escape(c) for c in df.columns) + r" \\", r"\midrule"]
-    out += [" & ".join(fmt(v) for v in row) + r" \\" for row in df.iter_rows()]
-    out += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(out)
-
-
-def frame_to_html(df: pl.DataFrame, digits: int = 4) -> str:
-    def fmt(v):
-        return "" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else _html.escape(str(v)))
-
-    h = ["<table><thead><tr>" + "".join(f"<th>{_html.escape(c)}</th>" for c in df.columns) + "</tr></thead><tbody>"]
-    h += ["<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in df.iter_rows()]
     h.append("</tbody></table>")
     return "\n".join(h)

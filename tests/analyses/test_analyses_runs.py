@@ -17,8 +17,7 @@ import pytest
 
 from r2bench.analyses import perturb as P
 from r2bench.analyses.execute import MethodRunner
-from r2bench.analyses.runs_io import load_runs
-from r2bench.analyses.suite import Options, analyze_runs
+from r2bench.analyses.suite import Options, analyze_runs, load_runs
 from r2bench.methods import BaseMethod
 
 
@@ -163,7 +162,8 @@ def test_stratified_from_runs(bench, runs_dir, tmp_path):
 
 def test_report_sections_plug_into_make_report(bench, runs_dir, tmp_path):
     from r2bench.analyses.suite import report_sections
-    from r2bench.report.build import collect_runs, make_report
+    from r2bench.report.build import make_report
+    from r2bench.runs import load_runs as collect_runs
 
     paths = []
     for m in ("random", "popularity"):
@@ -177,3 +177,24 @@ def test_report_sections_plug_into_make_report(bench, runs_dir, tmp_path):
     md = rep.files["md"].read_text()
     assert "## Candidate position bias" in md and "position.png" in md
     assert rep.files["html"].read_text().count("data:image/png;base64,") >= 4
+
+
+def test_perturbed_runs_on_a_limit_find_their_original_on_the_whole_split(bench, runs_dir, tmp_path):
+    """A study's layout: originals on the whole split, perturbed runs on --limit instances."""
+    from r2bench.analyses.suite import analyze_selection, select
+
+    paths = []
+    for m in ("popularity", LastItem()):
+        r = _runner(m, bench, runs_dir / "cover")
+        paths.append(r.original())
+        paths += [r.perturbed(P.history_shuffle_spec(s), limit=7) for s in range(2)]
+    sel = select(paths)
+    assert len(sel.groups) == 2  # the whole split, and the first 7 instances
+    (res,) = analyze_selection("history-shuffle", sel, tmp_path)
+    rows = {row["method"]: row for row in res.tables["shuffle"].iter_rows(named=True)}
+    assert rows["popularity"]["n"] == 7 and rows["popularity"]["scores_unchanged"] is True
+    assert rows["popularity"]["original_avg"] == pytest.approx(rows["popularity"]["avg"])
+    assert np.isfinite(rows["last-item"]["original_avg"]) and not res.notes
+    # cold-start uses the originals only: it runs on the whole split, not on the perturbed group
+    (cs,) = analyze_selection("cold-start", sel, tmp_path / "cs")
+    assert cs.data["n_instances"] == bench.split("test").height

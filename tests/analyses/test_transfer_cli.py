@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from r2bench.analyses.runs_io import load_runs
-from r2bench.analyses.suite import Options, analyze_runs, make_transfer_runs
+from r2bench.analyses.suite import Options, analyze_runs, load_runs
+from r2bench.analyses.transfer import make_transfer_runs
 from r2bench.cli import main
 from r2bench.methods import BaseMethod
 
@@ -44,8 +44,8 @@ def two_benches(tmp_path_factory):
 
 
 def test_transfer_matrix_flags_disjoint_items_and_non_transferable(two_benches, tmp_path):
-    from r2bench.analyses.transfer import item_overlap, transfer_problem
     from r2bench.data.benchmark import load_benchmark
+    from r2bench.pipeline import item_overlap, transfer_problem
 
     a, b = (load_benchmark(p) for p in two_benches)
     assert item_overlap(a, b) == 0.0 and item_overlap(a, a) == 1.0

@@ -22,7 +22,7 @@ from tests.data.amazon_fixtures import (
 
 
 def _prep(raw, **kw):
-    return prepare("amazon-video-games", raw_dir=raw, update_card=False, **kw)
+    return prepare("amazon-video-games", raw_dir=raw, **kw)
 
 
 def _assert_nothing_prepared(home):
@@ -69,7 +69,7 @@ def test_dedup_keeps_earliest_even_before_the_window(tmp_path):
 def test_cli_raw_dir_and_window_override(tmp_path, capsys):
     write_category(tmp_path)
     rc = main(["prepare", "amazon-video-games", "--raw-dir", str(tmp_path), "--window-start", "none",
-               "--window-end", "2030-01-01", "--no-card"])
+               "--window-end", "2030-01-01"])
     assert rc == 0, capsys.readouterr().err
     b = load_benchmark("amazon-video-games")
     assert b.manifest["spec"]["window_start_ms"] is None
@@ -180,3 +180,45 @@ def test_window_prefilter_does_not_change_the_result(tmp_path):
     a = build_benchmark("amazon-video-games", full.interactions, full.items, spec)
     b = build_benchmark("amazon-video-games", hinted.interactions, hinted.items, spec)
     assert a.instances.equals(b.instances) and a.items.equals(b.items) and a.interactions.equals(b.interactions)
+
+
+def _gunzip_in_place(path):
+    import gzip
+    import hashlib
+
+    plain = path.with_name(path.name.removesuffix(".gz"))
+    plain.write_bytes(gzip.decompress(path.read_bytes()))
+    path.unlink()
+    return plain, hashlib.sha256(plain.read_bytes()).hexdigest()
+
+
+def test_raw_dir_accepts_uncompressed_jsonl(tmp_path):
+    gz_dir, plain_dir = tmp_path / "gz", tmp_path / "plain"
+    write_category(gz_dir)
+    write_category(plain_dir)
+    from_gz = _prep(gz_dir, root=tmp_path / "from-gz")  # another folder: a same-fingerprint prepare keeps the first manifest
+    reviews, r_sha = _gunzip_in_place(plain_dir / "Video_Games.jsonl.gz")
+    b = _prep(plain_dir)  # reviews uncompressed, metadata still gzip
+    assert b.fingerprint == from_gz.fingerprint
+    files = b.manifest["source"]["files"]
+    assert files[0] == {"name": "Video_Games.jsonl", "bytes": reviews.stat().st_size, "sha256": r_sha}
+    assert files[1]["name"] == "meta_Video_Games.jsonl.gz"
+    meta, m_sha = _gunzip_in_place(plain_dir / "meta_Video_Games.jsonl.gz")
+    c = _prep(plain_dir, root=tmp_path / "all-plain")
+    assert c.fingerprint == from_gz.fingerprint and c.manifest["source"]["files"][1]["sha256"] == m_sha
+
+
+def test_raw_dir_with_both_forms_is_refused(tmp_path):
+    write_category(tmp_path)
+    _gunzip_in_place(tmp_path / "Video_Games.jsonl.gz")
+    write_category(tmp_path)  # the .gz again, beside the .jsonl
+    with pytest.raises(DataError, match=r"both Video_Games\.jsonl\.gz and Video_Games\.jsonl are there; keep one"):
+        _prep(tmp_path)
+
+
+def test_bad_line_in_uncompressed_reviews(tmp_path):
+    reviews = reviews_for(30, 60, 0)
+    write_category(tmp_path, reviews=reviews, extra_review_lines=['{"user_id": "x", "parent_asin": '])
+    _gunzip_in_place(tmp_path / "Video_Games.jsonl.gz")
+    with pytest.raises(DataError, match=rf"Video_Games\.jsonl:{len(reviews) + 1}: not valid JSON"):
+        _prep(tmp_path)

@@ -51,13 +51,15 @@ def test_custom_parquet_end_to_end(tmp_path):
     assert "profile_age" in b.instances.columns and "profile_gender" not in b.instances.columns
     assert b.manifest["source"]["timestamp_unit"] == "s"
     assert len(b.manifest["source"]["files"]) == 3
+    card = (b.path / "card.md").read_text()  # no committed card for a custom dataset: a generic one
+    assert card.startswith("# Data card: my-shop") and f"| interactions | {inter.height:,} |" in card
 
 
 def test_custom_csv_via_cli_with_window(tmp_path, capsys):
     spec, inter = _write(tmp_path, unit="ms", fmt="csv")
     cut = int(inter["ts"].median())
     spec.write_text(spec.read_text() + f"window: {{start: {cut}}}\nbuild: {{history_len: 4}}\n")
-    assert main(["prepare", "custom", "--spec", str(spec), "--no-card"]) == 0, capsys.readouterr().err
+    assert main(["prepare", "custom", "--spec", str(spec)]) == 0, capsys.readouterr().err
     b = load_benchmark("my-shop")
     assert b.interactions["timestamp"].min() >= cut
     assert b.manifest["spec"]["history_len"] == 4 and b.manifest["spec"]["window_start_ms"] == cut

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import re
 import threading
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def test_prepare_downloads_from_mirror_then_reuses_cache(server, _isolated_home,
     _mirror(root)
     handler.cut_first["review_categories/Video_Games.jsonl.gz"] = [1000, 1]
     monkeypatch.setenv("R2BENCH_AMAZON_BASE_URL", base)
-    b = prepare("amazon-video-games", update_card=False)
+    b = prepare("amazon-video-games")
     raw = _isolated_home / "raw" / "amazon-video-games"
     assert sorted(p.name for p in raw.iterdir()) == [
         "Video_Games.jsonl.gz", "Video_Games.jsonl.gz.sha256.json",
@@ -138,25 +139,75 @@ def test_prepare_downloads_from_mirror_then_reuses_cache(server, _isolated_home,
     assert b.manifest["source"]["urls"][0] == f"{base}/review_categories/Video_Games.jsonl.gz"
     assert ("review_categories/Video_Games.jsonl.gz", "bytes=1000-") in handler.log
     # same bytes as a --raw-dir prepare of the same files
-    direct = prepare("amazon-video-games", raw_dir=raw, update_card=False)
+    direct = prepare("amazon-video-games", raw_dir=raw)
     assert direct.fingerprint == b.fingerprint
     # cached: no network on the next prepare
     n = len(handler.log)
-    again = prepare("amazon-video-games", base_url="http://127.0.0.1:9/unused", update_card=False)
+    again = prepare("amazon-video-games", base_url="http://127.0.0.1:9/unused")
     assert again.fingerprint == b.fingerprint and len(handler.log) == n
 
 
 def test_corrupt_cached_download_is_refused(server, _isolated_home):
     base, root, _ = server
     _mirror(root)
-    prepare("amazon-video-games", base_url=base, update_card=False)
+    prepare("amazon-video-games", base_url=base)
     f = _isolated_home / "raw" / "amazon-video-games" / "Video_Games.jsonl.gz"
     f.write_bytes(f.read_bytes()[:-10])
     with pytest.raises(DataError, match="corrupt"):
-        prepare("amazon-video-games", base_url=base, update_card=False)
+        prepare("amazon-video-games", base_url=base)
 
 
 def test_404_names_the_url_and_base_url_option(server):
     base, _, _ = server
     with pytest.raises(DataError, match=r"review_categories/Video_Games\.jsonl\.gz answered 404.*--base-url"):
-        prepare("amazon-video-games", base_url=base, update_card=False)
+        prepare("amazon-video-games", base_url=base)
+
+
+def _closed_port() -> int:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now: connections are refused
+    return port
+
+
+@pytest.mark.parametrize(
+    "base, why",
+    [
+        ("http://r2bench-no-such-host.invalid", r"r2bench-no-such-host\.invalid.*the host name does not resolve"),
+        (None, r"127\.0\.0\.1:\d+.*the connection was refused"),
+    ],
+)
+def test_unreachable_host_fails_at_once_with_the_way_forward(base, why, _isolated_home, caplog):
+    base = base or f"http://127.0.0.1:{_closed_port()}"
+    with caplog.at_level("INFO"), pytest.raises(DataError) as info:
+        prepare("amazon-video-games", base_url=base)
+    msg = str(info.value)
+    assert re.search(f"cannot reach {why}", msg), msg
+    assert "Nothing was downloaded" in msg and ".part" not in msg
+    assert "--raw-dir FOLDER" in msg and "--base-url URL" in msg and "R2BENCH_AMAZON_BASE_URL" in msg
+    assert not [r for r in caplog.records if "interrupted" in r.getMessage()]  # no retries
+    raw = _isolated_home / "raw" / "amazon-video-games"
+    assert not raw.exists() or not list(raw.iterdir())
+
+
+def test_interrupted_transfer_says_what_is_kept(server, tmp_path, caplog):
+    base, root, handler = server
+    (root / "h.gz").write_bytes(b"y" * 40_000)
+    dest = tmp_path / "h.gz"
+    handler.cut_first["h.gz"] = [0, 99]  # the connection breaks before any byte, every time
+    with caplog.at_level("INFO"), pytest.raises(DataError, match="nothing was kept to resume from") as info:
+        download(f"{base}/h.gz", dest, retries=2, backoff=0)
+    assert ".part" not in str(info.value) and not dest.with_name("h.gz.part").exists()
+    retried = [r.getMessage() for r in caplog.records if "interrupted" in r.getMessage()]
+    assert len(retried) == 2 and "retrying (attempt 2 of 3)" in retried[0]
+    handler.cut_first["h.gz"] = [15_000, 99]
+    with pytest.raises(DataError, match=r"did not complete after 1 attempts.*15,000 bytes are kept in .*h\.gz\.part"):
+        download(f"{base}/h.gz", dest, retries=0, backoff=0)
+    caplog.clear()
+    handler.cut_first["h.gz"] = [10_000, 1]
+    with caplog.at_level("INFO"):
+        assert download(f"{base}/h.gz", dest, backoff=0)["bytes"] == 40_000
+    assert any("resuming from 25,000 bytes" in r.getMessage() for r in caplog.records)

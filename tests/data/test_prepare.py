@@ -11,7 +11,7 @@ import pytest
 
 from r2bench.cli import main
 from r2bench.data.benchmark import FILES, load_benchmark
-from r2bench.data.cards import BEGIN, END, fill_card, refresh_card
+from r2bench.data.cards import BEGIN, END, fill_card, write_repo_card
 from r2bench.data.prepare import prepare
 from r2bench.errors import R2BenchError
 
@@ -26,10 +26,10 @@ def _digests(folder):
 
 @needs_recbole_files
 def test_movielens_subset_is_byte_identical_after_cache_delete(_isolated_home):
-    a = prepare("movielens-100k", limit_users=40, update_card=False)
+    a = prepare("movielens-100k", limit_users=40)
     first = _digests(a.path)
     shutil.rmtree(_isolated_home / "benchmarks")
-    b = prepare("movielens-100k", limit_users=40, update_card=False)
+    b = prepare("movielens-100k", limit_users=40)
     assert a.fingerprint == b.fingerprint
     assert _digests(b.path) == first
     assert b.manifest["stats"]["users"] == 40
@@ -37,7 +37,7 @@ def test_movielens_subset_is_byte_identical_after_cache_delete(_isolated_home):
     assert b.item_text_fields == ["year", "genres"]
     assert b.interactions["timestamp"].min() > 800_000_000_000  # seconds were converted to ms
     assert len(b.manifest["source"]["files"]) == 3 and all(len(f["sha256"]) == 64 for f in b.manifest["source"]["files"])
-    c = prepare("movielens-100k", limit_users=40, seed=1, update_card=False)
+    c = prepare("movielens-100k", limit_users=40, seed=1)
     assert c.fingerprint != a.fingerprint
 
 
@@ -54,7 +54,7 @@ def test_movielens_source_does_not_import_recbole():
 
 @needs_recbole_files
 def test_cli_prepare_and_load_by_name(capsys):
-    rc = main(["prepare", "movielens-100k", "--limit-users", "25", "--history-len", "5", "--n-candidates", "10", "--no-card"])
+    rc = main(["prepare", "movielens-100k", "--limit-users", "25", "--history-len", "5", "--n-candidates", "10"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "fingerprint" in out and "users 25" in out
@@ -79,11 +79,11 @@ def test_card_fill_and_refresh(tmp_path, monkeypatch, tiny_benchmark):
     monkeypatch.setenv("R2BENCH_CARDS_DIR", str(tmp_path))
     card = tmp_path / "synthetic.md"
     card.write_text(f"# Synthetic\n\nHand-written text.\n\n{BEGIN}\nold\n{END}\n\n## Caveats\n\nkept\n")
-    assert refresh_card("synthetic", tiny_benchmark.manifest) == card
+    assert write_repo_card("synthetic", tiny_benchmark.manifest) == card
     text = card.read_text()
     assert "Hand-written text." in text and "## Caveats\n\nkept" in text and "old" not in text
     assert "| users | 60 |" in text and "| test | 6 | 6 |" in text and "`history_len`: `20`" in text
-    assert refresh_card("nope", tiny_benchmark.manifest) is None
+    assert write_repo_card("nope", tiny_benchmark.manifest) is None
     # a card without markers gets a statistics section appended
     assert "## Statistics" in fill_card("# x\n", tiny_benchmark.manifest)
 
@@ -97,13 +97,22 @@ def test_card_has_paper_column_for_amazon(tiny_benchmark):
 @needs_recbole_files
 def test_cli_card_prints_measured_stats(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("R2BENCH_CARDS_DIR", str(tmp_path))
-    (tmp_path / "movielens-100k.md").write_text(f"# MovieLens\n\n{BEGIN}\n{END}\n")
+    repo_card = tmp_path / "movielens-100k.md"
+    repo_card.write_text(f"# MovieLens\n\n{BEGIN}\n{END}\n")
     assert main(["card", "movielens-100k"]) == 0
     assert "Not prepared yet" in capsys.readouterr().out
-    prepare("movielens-100k", limit_users=20, update_card=False)
-    assert main(["card", "movielens-100k", "--write"]) == 0
+    b = prepare("movielens-100k", limit_users=20)
+    assert "| users | 20 |" in (b.path / "card.md").read_text()  # the card lives with the benchmark
+    assert main(["card", "movielens-100k"]) == 0
     assert "| users | 20 |" in capsys.readouterr().out
-    assert "| users | 20 |" in (tmp_path / "movielens-100k.md").read_text()
+    assert main(["card", str(b.path)]) == 0 and "| users | 20 |" in capsys.readouterr().out
+    assert repo_card.read_text() == f"# MovieLens\n\n{BEGIN}\n{END}\n"  # prepare only read it
+    # the maintainer command writes the committed card, from the canonical (default-spec) benchmark only
+    assert main(["card", "movielens-100k", "--write-repo-card"]) == 2
+    assert "not built with the default spec (differs in limit_users)" in capsys.readouterr().err
+    full = prepare("movielens-100k")
+    assert main(["card", "movielens-100k", "--write-repo-card"]) == 0
+    assert "| users | 943 |" in repo_card.read_text() and full.fingerprint[:16] in repo_card.read_text()
 
 
 def test_cli_card_unprepared_amazon_shows_paper_numbers(capsys, monkeypatch):
@@ -123,3 +132,31 @@ def test_every_registered_dataset_has_a_card(monkeypatch):
     for name in DATASETS.names():
         if not DATASETS.get(name).meta.get("third_party"):
             assert card_path(name).is_file(), name
+
+
+def test_prepare_never_writes_the_package_cards(tmp_path, monkeypatch):
+    """The package's own cards folder, read-only: prepare (default spec) reads it and changes nothing."""
+    from r2bench.data.cards import cards_dir
+    from tests.data.amazon_fixtures import write_category
+
+    monkeypatch.delenv("R2BENCH_CARDS_DIR", raising=False)
+    folder = cards_dir()
+    assert (folder / "amazon-video-games.md").is_file()
+
+    def snapshot():
+        return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+    before = snapshot()
+    modes = {p: p.stat().st_mode for p in [folder, *folder.iterdir()]}
+    write_category(tmp_path / "raw")
+    try:
+        for p in modes:
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        b = prepare("amazon-video-games", raw_dir=tmp_path / "raw")
+        assert main(["card", "amazon-video-games"]) == 0
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+    assert snapshot() == before
+    own = (b.path / "card.md").read_text()
+    assert "## Citation" in own and f"| users | {b.manifest['stats']['users']:,} | 12,417 |" in own

@@ -12,7 +12,8 @@ import pytest
 from r2bench.errors import RunValidationError
 from r2bench.eval.evaluate import evaluate_run, evaluate_scores
 from r2bench.eval.metrics import random_expectation
-from r2bench.runs import load_run, run_method
+from r2bench.pipeline import run_method
+from r2bench.runs import load_run
 
 
 @pytest.fixture(scope="module")

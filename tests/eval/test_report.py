@@ -5,9 +5,10 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from r2bench.pipeline import run_method
 from r2bench.report.build import Section, make_report
 from r2bench.report.tables import build_table, group_of, to_latex, to_markdown
-from r2bench.runs import load_run, run_method
+from r2bench.runs import load_run
 
 
 @pytest.fixture(scope="module")

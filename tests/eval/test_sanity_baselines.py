@@ -10,7 +10,7 @@ from baselines.sanity import ItemCooccurrenceConfig, ItemCooccurrenceMethod, Pop
 from r2bench.data.benchmark import load_benchmark
 from r2bench.eval.evaluate import evaluate_scores
 from r2bench.eval.significance import wilcoxon_p
-from r2bench.eval.validate import long_scores
+from r2bench.runs import long_scores
 
 
 def test_random_is_seeded_per_instance_and_order_free(tiny_benchmark):

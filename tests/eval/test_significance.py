@@ -11,15 +11,15 @@ import pytest
 
 from r2bench.errors import R2BenchError
 from r2bench.eval.significance import (
-    CompareOptions,
     bootstrap_ci,
-    compare_runs,
     holm,
     marker,
     paired_bootstrap_ci,
     wilcoxon_p,
 )
-from r2bench.runs import load_run, run_method
+from r2bench.pipeline import run_method
+from r2bench.report.compare import CompareOptions, aligned_metrics, compare_runs
+from r2bench.runs import load_run
 
 
 def test_markers():
@@ -88,17 +88,28 @@ def test_compare_with_reference_and_holm(three_runs):
         compare_runs(three_runs, CompareOptions(reference="nope"))
 
 
-def test_refuses_different_fingerprints(three_runs, tmp_path):
+def test_different_fingerprints_are_separate_comparisons(three_runs, tmp_path):
     dst = tmp_path / "forged"
     shutil.copytree(three_runs[0].path, dst)
     meta = json.loads((dst / "run.json").read_text())
     meta["benchmark_fingerprint"] = "f" * 64
     (dst / "run.json").write_text(json.dumps(meta))
+    forged = load_run(dst)
     with pytest.raises(R2BenchError, match="different benchmark fingerprints"):
-        compare_runs([three_runs[1], load_run(dst)])
+        aligned_metrics([three_runs[1], forged])
+    df = compare_runs([three_runs[1], forged], CompareOptions(n_boot=50))
+    assert df["comparison"].n_unique() == 2
+    assert df["compared_to"].is_null().all()  # a comparison of one run has no test
+    assert any("[ffffffff]" in c for c in df["comparison"].unique().to_list())
 
 
-def test_refuses_different_instance_sets(three_runs, tiny_benchmark_path, tmp_path):
+def test_different_instance_sets_are_separate_comparisons(three_runs, tiny_benchmark_path, tmp_path):
     limited = load_run(run_method("random", tiny_benchmark_path, out=tmp_path, split="val", limit=2))
     with pytest.raises(R2BenchError, match="different instance sets"):
-        compare_runs([three_runs[1], limited])
+        aligned_metrics([three_runs[1], limited])
+    df = compare_runs([three_runs[1], limited, three_runs[0]], CompareOptions(n_boot=50))
+    by = {c: set(part["label"].to_list()) for (c,), part in df.group_by("comparison")}
+    full = next(c for c in by if "all" in c)
+    part = next(c for c in by if "first 2 instances (--limit 2)" in c)
+    assert by[full] == {"popularity", "random"} and by[part] == {"random"}
+    assert (df.filter(pl.col("comparison") == part)["n"] == 2).all()

@@ -13,7 +13,7 @@ METHODS = ("random", "popularity", "item-cooccurrence")
 
 @pytest.fixture(scope="session")
 def lb_runs(tiny_benchmark_path, tmp_path_factory) -> dict[str, Path]:
-    from r2bench.runs import run_method
+    from r2bench.pipeline import run_method
 
     out = tmp_path_factory.mktemp("lb_runs")
     return {m: run_method(m, tiny_benchmark_path, seed=0, out=out) for m in METHODS}

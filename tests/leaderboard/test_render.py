@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from r2bench.leaderboard import safety
-from r2bench.leaderboard.render import render_all, render_html, render_markdown
+from r2bench.leaderboard.publish import render_all
+from r2bench.leaderboard.render import render_html, render_markdown
 from r2bench.leaderboard.scoring import rank_entries
 from r2bench.leaderboard.validate import Entry, check_board
 from tests.leaderboard.conftest import read_entry, write_entry

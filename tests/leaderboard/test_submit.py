@@ -54,10 +54,56 @@ def test_same_name_refused_unless_replace(lb_root, lb_runs):
     assert validate_tree(lb_root) == []
 
 
-def test_same_scores_under_new_name_is_refused_by_validation(lb_root, lb_runs):
+def _files(root):
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_what_validation_would_refuse_is_refused_before_writing(lb_root, lb_runs, capsys):
+    before = _files(lb_root)
+    # identical scores to an existing entry under a new name: a duplicate submission
+    assert main(["submit", str(lb_runs["random"]), "--name", "My brand new method", "--root", str(lb_root)]) == 2
+    err = capsys.readouterr().err
+    assert "would not validate (nothing written)" in err and "identical scores to random.json" in err
+    # the same scores under the same method's --replace of another entry: still a duplicate of random.json
+    with pytest.raises(R2BenchError, match="identical scores to random.json"):
+        submit_run(lb_runs["random"], MethodCard(name="Popularity"), root=lb_root, replace=True, render=False)
+    assert _files(lb_root) == before  # no entry, no board, no rendered page changed
+    # what submit lets through, validate accepts
+    (lb_root / "synthetic" / "entries" / "random.json").unlink()
     submit_run(lb_runs["random"], MethodCard(name="My brand new method"), root=lb_root, render=False)
-    problems = validate_tree(lb_root)
-    assert any("my-brand-new-method.json: identical scores to random.json" in p for p in problems), problems
+    assert validate_tree(lb_root) == []
+
+
+def test_a_new_board_is_only_created_for_a_valid_entry(lb_runs, tmp_path):
+    root = tmp_path / "lb"
+    with pytest.raises(R2BenchError, match="method_card.url"):
+        submit_run(lb_runs["random"], MethodCard(name="Random", url="ftp://x"), root=root, render=False)
+    assert not root.exists()
+
+
+def test_commands_are_recorded_and_shown_as_typed(lb_root, lb_runs, capsys):
+    (lb_root / "synthetic" / "entries" / "popularity.json").unlink()
+    desc = "Counts how often an item was a positive in train users' sequences."
+    argv = ["submit", str(lb_runs["popularity"]), "--name", "Pop (again)", "--description", desc,
+            "--params", "~0", "--root", str(lb_root)]
+    assert main(argv) == 0
+    entry = read_entry(lb_root / "synthetic" / "entries" / "pop-again.json")
+    cmd = entry["submit_command"]
+    assert f'--description "{desc}"' in cmd and "--name 'Pop (again)'" in cmd and "--params '~0'" in cmd
+    import shlex
+
+    assert shlex.split(cmd) == ["r2bench", *argv]  # and it pastes back into a shell as the same words
+    readme = (lb_root / "synthetic" / "README.md").read_text()
+    line = next(ln for ln in readme.splitlines() if "Submitted with" in ln and "Pop" in ln)
+    assert "'\"'\"'" not in line and "train users' sequences" in line
+    # entries recorded with shell quoting render readably too
+    from r2bench.provenance import readable_command
+
+    assert readable_command("r2bench submit x --description 'users'\"'\"' sequences.'") == \
+        'r2bench submit x --description "users\' sequences."'
+    # a run made from Python records a library call, not a shell command: shown as it is
+    call = "r2bench.pipeline.run_method('random', 'movielens-100k', split='test', limit=None)"
+    assert readable_command(call) == call
 
 
 @pytest.mark.parametrize("name", ["../../etc", "<script>alert(1)</script>", "| [x](javascript:alert(1))", "a\nb", ""])
@@ -76,7 +122,7 @@ def test_hostile_url_refused(lb_root, lb_runs):
 
 
 def test_val_split_and_limited_runs_refused(tiny_benchmark_path, tmp_path):
-    from r2bench.runs import run_method
+    from r2bench.pipeline import run_method
 
     val = run_method("popularity", tiny_benchmark_path, split="val", out=tmp_path / "runs")
     with pytest.raises(R2BenchError, match="on the 'val' split; only 'test'-split runs"):
@@ -89,7 +135,7 @@ def test_val_split_and_limited_runs_refused(tiny_benchmark_path, tmp_path):
 
 def test_run_on_another_benchmark_refused(lb_root, tmp_path):
     from r2bench.data.synthetic import make_synthetic_benchmark
-    from r2bench.runs import run_method
+    from r2bench.pipeline import run_method
 
     other = make_synthetic_benchmark(tmp_path / "other", n_users=40, n_items=50, seed=7)  # same dataset name
     run = run_method("popularity", other, out=tmp_path / "runs")
@@ -99,15 +145,15 @@ def test_run_on_another_benchmark_refused(lb_root, tmp_path):
 
 def test_large_entries_use_a_sidecar_parquet(lb_root, lb_runs, monkeypatch):
     monkeypatch.setattr(schema, "INLINE_MAX_SCORES", 10)
+    with pytest.raises(R2BenchError, match="identical scores to item-cooccurrence.json"):
+        submit_run(lb_runs["item-cooccurrence"], MethodCard(name="Cooc big"), root=lb_root, render=False)
+    assert not (lb_root / "synthetic" / "entries" / "cooc-big.scores.parquet").exists()
+    (lb_root / "synthetic" / "entries" / "item-cooccurrence.json").unlink()
     path = submit_run(lb_runs["item-cooccurrence"], MethodCard(name="Cooc big"), root=lb_root, render=False)
     entry = read_entry(path)
     side = path.parent / "cooc-big.scores.parquet"
     assert entry["scores"]["format"] == schema.PARQUET_FORMAT and entry["scores"]["file"] == side.name
     assert side.is_file()
-    problems = validate_tree(lb_root)
-    # valid on its own; only the duplicate-scores rule (same run as item-cooccurrence) objects
-    assert len(problems) == 1 and "cooc-big.json: identical scores to item-cooccurrence.json" in problems[0]
-    (lb_root / "synthetic" / "entries" / "item-cooccurrence.json").unlink()
     assert validate_tree(lb_root) == []
     import polars as pl
 
@@ -131,6 +177,7 @@ def test_cost_per_1k_from_info():
 
 
 def test_cli_submit_records_command_and_renders(lb_root, lb_runs, capsys):
+    (lb_root / "synthetic" / "entries" / "popularity.json").unlink()
     rc = main(["submit", str(lb_runs["popularity"]), "--name", "Pop (CLI)", "--backbone", "none",
                "--training-data", "train split", "--used-val-split", "--root", str(lb_root)])
     assert rc == 0
@@ -138,9 +185,8 @@ def test_cli_submit_records_command_and_renders(lb_root, lb_runs, capsys):
     entry = read_entry(path)
     assert path.name == "pop-cli.json" and entry["method_card"]["used_val_split"] is True
     assert "--name 'Pop (CLI)'" in entry["submit_command"]
-    # identical scores to popularity.json: validation refuses it and the board does not show it
     board_md = (lb_root / "synthetic" / "README.md").read_text()
-    assert "Pop \\(CLI\\)" not in board_md and "Popularity" in board_md
+    assert "Pop \\(CLI\\)" in board_md and "**Popularity**" not in board_md
 
 
 def test_cli_init_board_and_placeholder(tiny_benchmark_path, tmp_path, capsys):

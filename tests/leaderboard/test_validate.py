@@ -26,7 +26,7 @@ def test_stated_metrics_are_recomputed_not_copied(board_dir, lb_runs):
     board, entries, problems = check_board(board_dir)
     assert problems == [] and len(entries) == 3
     for e in entries:
-        mine = load_run(lb_runs[e.raw["run"]["method"]]).metrics().sort("instance_id")
+        mine = load_run(lb_runs[e.raw["run"]["method"]]).metrics.sort("instance_id")
         assert mine["instance_id"].to_list() == board.instance_ids.tolist()
         for m in ("ndcg@1", "ndcg@5", "ndcg@10", "mrr"):
             assert e.metrics[m] == pytest.approx(mine[m].to_numpy(), abs=1e-12)
@@ -246,7 +246,7 @@ def test_repository_boards_are_valid():
     if not any(root.glob("*/board.json")):
         pytest.skip("no boards in the repository yet")
     assert validate_tree(root) == []
-    from r2bench.leaderboard.render import render_all
+    from r2bench.leaderboard.publish import render_all
 
     assert render_all(root, check=True) == []  # the committed README.md files match their entries
 
@@ -315,7 +315,7 @@ def test_repository_movielens_board_is_reproducible_from_source():
     from r2bench.leaderboard.board import board_dict_from_benchmark
 
     board = json.loads((folder / "board.json").read_text())
-    bench = prepare("movielens-100k", update_card=False)  # offline: the copy inside the recbole package
+    bench = prepare("movielens-100k")  # offline: the copy inside the recbole package
     assert bench.fingerprint == board["fingerprint"], (
         f"movielens-100k now builds as {bench.fingerprint[:12]} but the board ranks {board['fingerprint'][:12]}")
     assert board_dict_from_benchmark(bench)["instances"] == board["instances"]

