@@ -155,10 +155,11 @@ class StateComputer:
 
     def sample(self, row: dict[str, Any], j: int, prompt_ids=None):
         """(hidden [K, H], margin [K], reasonings) of reasoning sample ``j`` of one instance."""
-        from r2bench.r2rank.rl import hash_seed
+        from r2bench.stablehash import hash_seed
 
         c = self.cfg
-        gen = None if self.greedy else torch.Generator().manual_seed(hash_seed(self.seed, int(row["instance_id"]), j))
+        gen = None if self.greedy else torch.Generator(device=self.model.device).manual_seed(
+            hash_seed(self.seed, int(row["instance_id"]), j))
         return instance_states(
             self.model, self.tok, prompt_ids if prompt_ids is not None else self.prompt_ids(row), no_cot=c.no_cot,
             max_reasoning_tokens=c.max_reasoning_tokens, do_sample=not self.greedy, temperature=c.temperature,

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from r2bench.r2rank import plackett_luce as pl
+from r2bench.r2rank import plackett_luce
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +108,10 @@ def head_step_loss(cfg: Any, head: Any, states: torch.Tensor, target: torch.Tens
     s = head(states)
     if cfg.objective == "listwise-ce":
         return torch.nn.functional.cross_entropy(s, target), float("nan")
-    taus = pl.sample_rankings(s.detach(), cfg.ranking_samples, generator=generator)
+    taus = plackett_luce.sample_rankings(s.detach(), cfg.ranking_samples, generator=generator)
     rel = torch.nn.functional.one_hot(target, s.shape[-1]).to(torch.float64)
-    rewards = pl.ndcg_at_k(taus, rel, cfg.reward_k)
-    return pl.reinforce_loss(s, taus, rewards.to(s.dtype), cfg.baseline), float(rewards.mean())
+    rewards = plackett_luce.ndcg_at_k(taus, rel, cfg.reward_k)
+    return plackett_luce.reinforce_loss(s, taus, rewards.to(s.dtype), cfg.baseline), float(rewards.mean())
 
 
 def new_head(cfg: Any, hidden_size: int, seed: int) -> Any:

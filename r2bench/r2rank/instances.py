@@ -47,7 +47,7 @@ def parse_spec(spec: str) -> tuple[str, int | None]:
 
 def select_instances(rows: list[dict[str, Any]], spec: str = "all", seed: int = 0) -> list[dict[str, Any]]:
     """The rows chosen by ``spec`` (see the module docstring), ordered by ``instance_id``."""
-    from r2bench.r2rank.rl import hash_seed
+    from r2bench.stablehash import hash_seed
 
     kind, n = parse_spec(spec)
     chosen = sorted(rows, key=lambda r: int(r["instance_id"]))

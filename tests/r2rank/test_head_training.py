@@ -94,7 +94,7 @@ def test_head_learns_the_planted_signal_and_keeps_its_best_epoch(planted, no_cot
 
 def test_cli_head_then_run_with_the_head(planted, tiny_dir, tmp_path):
     from r2bench.cli import main
-    from r2bench.runs import run_method
+    from r2bench.pipeline import run_method
 
     out = tmp_path / "head"
     args = ["r2rank", "head", "--dataset", str(planted.path), "--out", str(out), "--set", f"backbone={tiny_dir}",
