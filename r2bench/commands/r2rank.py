@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-HELP = "train R2Rank: synthesize SFT data with a teacher, SFT, end-to-end RL (Algorithm 1)"
+HELP = "train R2Rank: synthesize SFT data with a teacher, SFT, end-to-end RL (Algorithm 1), frozen-feature head"
 DESCRIPTION = (
     "Train the R2Rank reference model. Typical pipeline: `r2bench r2rank synthesize --dataset D --out sft-data`, "
     "`r2bench r2rank sft --data sft-data --out sft`, `r2bench r2rank rl --dataset D --out rl "
@@ -32,6 +32,15 @@ def add_arguments(parser) -> None:
     r.add_argument("--dataset", required=True, help="prepared benchmark name or folder")
     _common(r)
     r.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
+    fe = sub.add_parser("features", help="cache the frozen backbone's decision states (resumable safetensors shards)")
+    fe.add_argument("--dataset", required=True, help="prepared benchmark name or folder")
+    _common(fe)
+    fe.add_argument("--split", action="append", choices=["train", "val", "test"], default=None,
+                    help="split(s) to cache (repeatable; default: train and the eval split)")
+    h = sub.add_parser("head", help="train the scoring head on cached frozen states (REINFORCE under "
+                                    "Plackett-Luce, or the listwise-ce probe) with held-out early stopping")
+    h.add_argument("--dataset", required=True, help="prepared benchmark name or folder")
+    _common(h)
 
 
 def run(args) -> int:
@@ -40,7 +49,7 @@ def run(args) -> int:
 
     stage = getattr(args, "r2rank_cmd", None)
     if stage is None:
-        raise R2BenchError("choose a stage: r2bench r2rank synthesize|sft|rl (see --help)")
+        raise R2BenchError("choose a stage: r2bench r2rank synthesize|sft|rl|features|head (see --help)")
     overrides = parse_set_args(args.set)
     if stage == "synthesize":
         from r2bench.data.benchmark import load_benchmark
@@ -60,6 +69,8 @@ def run(args) -> int:
     require("transformers", purpose="R2Rank training")
     from r2bench.r2rank.trainutil import DistContext
 
+    if stage in ("features", "head"):
+        return _frozen(stage, args, overrides)
     dist = DistContext()
     try:
         if stage == "sft":
@@ -80,4 +91,33 @@ def run(args) -> int:
         dist.close()
     if dist.is_main:
         print(f"{stage} done -> {final}")
+    return 0
+
+
+def _frozen(stage: str, args, overrides) -> int:
+    """``features`` / ``head``: the frozen-feature cache and the head trained on it (one process)."""
+    from pathlib import Path
+
+    from r2bench.config import build_config
+    from r2bench.data.benchmark import load_benchmark
+    from r2bench.r2rank.train_config import HeadTrainConfig
+
+    cfg = build_config(HeadTrainConfig, overrides, args.config)
+    bench = load_benchmark(args.dataset)
+    if stage == "features":
+        from r2bench.r2rank.features import build_features
+
+        root = Path(cfg.features_dir) if cfg.features_dir else Path(args.out) / "features"
+        folders = build_features(cfg, bench, root, seed=args.seed, splits=args.split)
+        for split, folder in folders.items():
+            print(f"{split}: {folder}")
+        return 0
+    import json
+
+    from r2bench.r2rank.head_training import run_head_training
+
+    final = run_head_training(cfg, bench, args.out, seed=args.seed)
+    meta = json.loads((final / "r2rank_train.json").read_text())
+    print(f"best epoch {meta['best_epoch']} of {meta['epochs_run']}: {cfg.eval_split} NDCG@10 "
+          f"{meta['best_val_ndcg@10']:.4f} -> {final / 'head.safetensors'}")
     return 0

@@ -359,10 +359,11 @@ def fresh_head(hidden_size: int, inner_size: int, device=None):
 
 
 
-def _train_rows(benchmark, dist) -> list[dict[str, Any]]:
+def _train_rows(benchmark, dist, spec: str = "all", seed: int = 0) -> list[dict[str, Any]]:
+    from r2bench.r2rank.instances import select_instances
     from r2bench.r2rank.trainutil import shard_by_user
 
-    rows = benchmark.split("train").to_dicts()
+    rows = select_instances(benchmark.split("train").to_dicts(), spec, seed)
     return shard_by_user(rows, dist.rank if dist else 0, dist.world_size if dist else 1)
 
 
@@ -413,7 +414,7 @@ def run_rl(cfg: RLConfig, benchmark, out_dir: str | Path, seed: int = 0, resume:
         trainer.step = int(state["step"])
         logger.truncate_after(trainer.step)
         log.info("resuming RL from %s (step %d)", last, trainer.step)
-    rows = _train_rows(benchmark, dist)
+    rows = _train_rows(benchmark, dist, cfg.train_instances, seed)
     if not rows:
         from r2bench.errors import R2BenchError
 

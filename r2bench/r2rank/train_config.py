@@ -79,6 +79,9 @@ class RLConfig(LoRASettings, ClientConfig):
     head: str | None = None
     variant: Variant = "rl-only"
     steps: int = 50
+    #: train instances to draw steps from: all | last-per-user | sample:N | last-per-user:N
+    #: (``r2bench.r2rank.instances``)
+    train_instances: str = "all"
     #: instances (users x 20 candidates) per RL step (per process under DDP)
     instances_per_step: int = 2
     #: rankings sampled from Plackett-Luce per instance (the paper samples one)
@@ -147,3 +150,67 @@ class TALLRecConfig(LoRASettings):
     score_batch: int = 20
     device: str = "auto"
     dtype: str = "auto"
+
+
+@dataclass
+class FeatureConfig:
+    """Frozen-LLM decision states cached once (``r2bench r2rank features``; ``r2bench.r2rank.features``).
+
+    The states are read as ``r2bench run --method r2rank`` reads them with the same
+    backbone/adapter/no_cot/max_reasoning_tokens: train states from ``samples`` sampled
+    reasonings per candidate (CoT; no-cot has one deterministic state), held-out states
+    from greedy reasonings, as at test time.
+    """
+
+    backbone: str = "smollm2-135m"
+    adapter: str | None = None
+    #: the decision-only prompt (no reasoning is generated)
+    no_cot: bool = False
+    max_reasoning_tokens: int = 64
+    #: sampled reasonings cached per train candidate (CoT only)
+    samples: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    #: all | last-per-user | sample:N | last-per-user:N (``r2bench.r2rank.instances``)
+    train_instances: str = "last-per-user"
+    eval_split: Literal["train", "val", "test"] = "val"
+    #: held-out instances (a seeded sample; 0 = the whole split)
+    eval_instances: int = 0
+    #: instances per safetensors shard (the unit of resumption)
+    shard_size: int = 32
+    #: where the caches live (default: <out>/features); several head runs may share one
+    features_dir: str | None = None
+    batch_size: int = 20
+    shared_prefix: bool = True
+    device: str = "auto"
+    dtype: str = "auto"
+    attn_implementation: str = "sdpa"
+    #: torch CPU threads (0 = torch's default)
+    threads: int = 0
+
+
+@dataclass
+class HeadTrainConfig(FeatureConfig):
+    """The scoring head trained on cached frozen states (``r2bench r2rank head``; ``r2bench.r2rank.head_training``).
+
+    ``objective=reinforce``: the paper's REINFORCE under the Plackett-Luce surrogate
+    (Eq. 5) with ``ranking_samples`` rankings per instance and the RL baselines;
+    ``listwise-ce``: a supervised probe (softmax cross-entropy over the K scores, the
+    target as the label). Held-out NDCG@10 is measured after every epoch; training
+    stops after ``patience`` epochs without improvement and keeps the best head.
+    """
+
+    objective: Literal["reinforce", "listwise-ce"] = "reinforce"
+    epochs: int = 300
+    patience: int = 20
+    #: an epoch counts as an improvement when held-out NDCG@10 rises by more than this
+    min_delta: float = 0.0
+    instances_per_step: int = 16
+    ranking_samples: int = 4
+    baseline: Literal["none", "mean", "loo"] = "none"
+    reward_k: int = 10
+    lr_head: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    head_hidden: int = 256
+    head_dropout: float = 0.0

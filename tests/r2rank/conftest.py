@@ -125,3 +125,25 @@ def tiny_model_dir(tmp_path_factory, tiny_model, tiny_tokenizer):
 @pytest.fixture(scope="session")
 def items():
     return fixture_items()
+
+
+
+@pytest.fixture(scope="session")
+def planted(tmp_path_factory):
+    """A benchmark with a planted signal (every user watches "Gold" films; see test_training.py).
+    Test modules that train the LLM define their own ``planted``, which takes precedence."""
+    from r2bench.data.benchmark import load_benchmark
+    from tests.r2rank.test_training import planted_benchmark
+
+    return load_benchmark(planted_benchmark(tmp_path_factory.mktemp("planted_frozen")))
+
+
+@pytest.fixture(scope="session")
+def tiny(planted):
+    """(a frozen tiny random Llama, its tokenizer trained on ``planted``'s prompts) for the frozen-feature tests."""
+    from tests.r2rank.test_training import make_tiny_lm, prompt_texts
+
+    model, tok = make_tiny_lm(prompt_texts(planted))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, tok
