@@ -83,6 +83,10 @@ def run_step(name: str, argv: list[str], out: Path) -> dict:
         with open(logs / f"{name}.log", "w") as f:
             proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=f, text=True, env=env)
             f.write(proc.stdout)
+            if server is not None and server.proc.poll() is not None:
+                # the run itself exits 0 with the failed requests recorded; a step whose server died is a failure
+                f.write(f"\nthe local server died during the step: {server.death_message()}\n")
+                proc.returncode = proc.returncode or 1
     finally:
         if server is not None:
             server.stop()

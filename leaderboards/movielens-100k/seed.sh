@@ -4,6 +4,8 @@
 # Default: the sanity baselines. METHOD runs it now (./runs/<run-id>/, kept out of git);
 # METHOD=RUN_DIR submits an existing full test-split run of that method instead (e.g. one a
 # long training made earlier). Each entry records the run's own command and the submit command.
+# The LLM-based entries (r2rank-zero-shot, r2rank-mlp-only, tallrec, llm-listwise) take RUN_DIR only:
+# their runs are made by `python bench/r2rank_cpu_learning.py --out DIR` (hours on a 2-core CPU).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export R2BENCH_PROGRESS="${R2BENCH_PROGRESS:-0}"
@@ -35,6 +37,22 @@ for arg in "${methods[@]}"; do
         lightgcn) submit lightgcn "LightGCN" "Graph convolution on the user-item graph, val/test histories folded in (RecBole 1.2.1)." --params "~0.17M" \
                     --url https://arxiv.org/abs/2002.02126 --training-data "benchmark train split + val/test histories" \
                     --used-val-split ;;
+        r2rank-zero-shot|r2rank-mlp-only|tallrec|llm-listwise)
+            [ -n "$existing" ] || { echo "$m: give the run, $m=RUN_DIR (made by bench/r2rank_cpu_learning.py)" >&2; exit 2; } ;;&
+        r2rank-zero-shot) submit r2rank "R2Rank zero-shot (SmolLM2-135M, no-cot)" \
+                    "R2Rank without training: the frozen SmolLM2-135M-Instruct's Recommend vs Not Recommend margin at the decision position, no reasoning (--set no_cot=true --set head=none)." \
+                    --backbone "SmolLM2-135M-Instruct" --params 135M --training-data "none" ;;
+        r2rank-mlp-only) submit r2rank "R2Rank mlp-only (SmolLM2-135M frozen, no-cot)" \
+                    "R2Rank's mlp-only ablation: frozen SmolLM2-135M-Instruct, no reasoning; the scoring head trained by REINFORCE under the Plackett-Luce surrogate (NDCG@10 reward) on cached decision states of one train instance per user, early-stopped on the val split." \
+                    --backbone "SmolLM2-135M-Instruct" --params 135M \
+                    --training-data "benchmark train split (last instance of each of 754 users)" --used-val-split ;;
+        tallrec) submit tallrec "TALLRec (SmolLM2-135M, LoRA)" \
+                    "Yes/no instruction tuning with LoRA r=8 on SmolLM2-135M-Instruct (240 train instances x 5 examples); the score is P(Yes)." \
+                    --url https://arxiv.org/abs/2305.00447 --backbone "SmolLM2-135M-Instruct" --params 135M \
+                    --training-data "benchmark train split (240 instances)" ;;
+        llm-listwise) submit llm-listwise "LLM listwise (SmolLM2-135M via llama.cpp)" \
+                    "One listwise ranking request per instance (the paper's DeepSeek-R1 protocol) to SmolLM2-135M-Instruct (Q4_1 GGUF) served by the local llama.cpp server, 160 answer tokens." \
+                    --backbone "SmolLM2-135M-Instruct" --params 135M --training-data "none" ;;
         *) echo "unknown method $m" >&2; exit 2 ;;
     esac
 done

@@ -76,14 +76,24 @@ def port_is_free(host: str, port: int) -> bool:
 
 def server_command(
     model: str | Path, host: str, port: int, n_ctx: int = 4096, alias: str = DEFAULT_ALIAS,
-    n_threads: int | None = None, prompt_cache: bool = True,
+    n_threads: int | None = None, prompt_cache: bool = False,
 ) -> list[str]:
+    """The ``llama_cpp.server`` command line.
+
+    ``prompt_cache`` (off by default) is llama-cpp-python's RAM cache (``--cache True``). It saves
+    a state after every completion and bounds itself by the KV state's size only, while each
+    saved state also holds a copy of the logits buffer: about 360 MiB per request for SmolLM2
+    (``bench/llama_server_memory.py``), so a 95-request listwise run reached 19 GB and was
+    killed by the kernel. Without it the server still reuses the KV cache of the prefix a
+    request shares with the previous one (llama.cpp's prefix match), which is what consecutive
+    requests of one instance need.
+    """
     threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
     cmd = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", host, "--port", str(port),
         "--n_ctx", str(n_ctx), "--model_alias", alias, "--n_threads", str(threads), "--verbose", "False",
     ]
-    if prompt_cache:  # reuse the KV cache of a shared prompt prefix (pointwise prompts share the user context)
+    if prompt_cache:
         cmd += ["--cache", "True"]
     return cmd
 
@@ -94,7 +104,7 @@ class LocalServer:
     def __init__(
         self, model: str | Path | None = None, host: str = "127.0.0.1", port: int | None = None,
         n_ctx: int = 4096, alias: str = DEFAULT_ALIAS, n_threads: int | None = None,
-        log_path: str | Path | None = None, prompt_cache: bool = True, env: dict[str, str] | None = None,
+        log_path: str | Path | None = None, prompt_cache: bool = False, env: dict[str, str] | None = None,
     ):
         from r2bench.extras import require
 

@@ -146,3 +146,25 @@ def test_serve_local_reports_a_crashed_server_with_its_signal():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def test_server_memory_does_not_grow_per_request(llama_server):
+    """The default server keeps no per-request state: llama-cpp-python's RAM prompt cache
+    (``--cache True``) adds ~360 MiB per distinct prompt (bench/llama_server_memory.py), which
+    got a 95-request listwise run killed by the kernel at 19 GB."""
+    from openai import OpenAI
+
+    assert "--cache" not in llama_server.cmd
+    client = OpenAI(base_url=llama_server.base_url, api_key="none")
+    rss = []
+    for i in range(6):  # with the RAM cache: ~55 MiB more per request at this length, 275 over the last 5
+        text = " ".join(f"item{i}-{j}" for j in range(40))  # distinct prompts: nothing shared to reuse
+        client.chat.completions.create(model=llama_server.alias, messages=[{"role": "user", "content": text}],
+                                       max_tokens=1)
+        rss.append(_rss_mib(llama_server.proc.pid))
+    assert rss[-1] - rss[0] < 100, f"server RSS grew {rss[-1] - rss[0]:.0f} MiB over 5 requests: {rss}"
