@@ -57,7 +57,7 @@ def steps(out: Path) -> list[tuple[str, list[str]]]:
         # 256 tokens on 20 instances was estimated at about 3 h of this box and did not fit one session)
         ("format-64", [*run, "--method", "r2rank", "--limit", "20", "--set", "max_reasoning_tokens=64",
                        "--set", "head=none", *R2, "--label", "r2rank-fig2-64"]),
-        ("format-256", [*run, "--method", "r2rank", "--limit", "20", "--set", "max_reasoning_tokens=256",
+        ("format-256", [*run, "--method", "r2rank", "--limit", "5", "--set", "max_reasoning_tokens=256",
                         "--set", "head=none", *R2, "--label", "r2rank-fig2-256"]),
         # listwise: 95 requests; pointwise would send 1,900 and took 10-15 s each through llama.cpp on this box
         ("llm-listwise", [*run, "--method", "llm-listwise", "--set", "base_url={url}", "--set", "model=smollm2",
