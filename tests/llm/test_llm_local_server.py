@@ -155,8 +155,9 @@ def _rss_mib(pid: int) -> float:
 
 def test_server_memory_does_not_grow_per_request(llama_server):
     """The default server keeps no per-request state: llama-cpp-python's RAM prompt cache
-    (``--cache True``) adds ~360 MiB per distinct prompt (bench/llama_server_memory.py), which
-    got a 95-request listwise run killed by the kernel at 19 GB."""
+    (``--cache True``) keeps a copy of the logits per distinct prompt (+360 MiB per request at
+    300 words, bench/llama_server_memory.py), which got a 95-request listwise run killed by the
+    kernel at 19 GB."""
     from openai import OpenAI
 
     assert "--cache" not in llama_server.cmd
