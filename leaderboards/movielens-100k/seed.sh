@@ -43,7 +43,7 @@ for arg in "${methods[@]}"; do
                     "R2Rank without training: the frozen SmolLM2-135M-Instruct's Recommend vs Not Recommend margin at the decision position, no reasoning (--set no_cot=true --set head=none)." \
                     --backbone "SmolLM2-135M-Instruct" --params 135M --training-data "none" ;;
         r2rank-mlp-only) submit r2rank "R2Rank mlp-only (SmolLM2-135M frozen, no-cot)" \
-                    "R2Rank's mlp-only ablation: frozen SmolLM2-135M-Instruct, no reasoning; the scoring head trained by REINFORCE under the Plackett-Luce surrogate (NDCG@10 reward) on cached decision states of one train instance per user, early-stopped on the val split." \
+                    "R2Rank's mlp-only ablation: frozen SmolLM2-135M-Instruct, no reasoning; the scoring head trained by REINFORCE under the Plackett-Luce surrogate (NDCG@10 reward, leave-one-out baseline over 8 sampled rankings; chosen over the plain baseline on val) on cached decision states of one train instance per user, early-stopped on the val split." \
                     --backbone "SmolLM2-135M-Instruct" --params 135M \
                     --training-data "benchmark train split (last instance of each of 754 users)" --used-val-split ;;
         tallrec) submit tallrec "TALLRec (SmolLM2-135M, LoRA)" \
