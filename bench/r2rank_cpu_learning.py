@@ -53,11 +53,10 @@ def steps(out: Path) -> list[tuple[str, list[str]]]:
         ("tallrec", [*run, "--method", "tallrec", "--seed", "0", "--set", "max_instances=240",
                      "--set", "negatives_per_positive=4", "--set", "batch_size=10", "--set", f"save_to={out}/tallrec",
                      "--label", "tallrec"]),
-        # Figure 2 format following, greedy: 64 tokens on 20 instances, 256 tokens on 5 (400 and 100 reasonings;
-        # 256 tokens on 20 instances was estimated at about 3 h of this box and did not fit one session)
+        # Figure 2 format following, greedy, on the first 20 test instances (400 reasonings each)
         ("format-64", [*run, "--method", "r2rank", "--limit", "20", "--set", "max_reasoning_tokens=64",
                        "--set", "head=none", *R2, "--label", "r2rank-fig2-64"]),
-        ("format-256", [*run, "--method", "r2rank", "--limit", "5", "--set", "max_reasoning_tokens=256",
+        ("format-256", [*run, "--method", "r2rank", "--limit", "20", "--set", "max_reasoning_tokens=256",
                         "--set", "head=none", *R2, "--label", "r2rank-fig2-256"]),
         # listwise: 95 requests; pointwise would send 1,900 and took 10-15 s each through llama.cpp on this box
         ("llm-listwise", [*run, "--method", "llm-listwise", "--set", "base_url={url}", "--set", "model=smollm2",
