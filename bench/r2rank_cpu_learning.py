@@ -150,11 +150,11 @@ def summarize(out: Path, plot: Path | None) -> None:
             print(f"{name}: best val NDCG@10 {meta['best_val_ndcg@10']:.4f} at epoch {meta['best_epoch']} of "
                   f"{meta['epochs_run']} ({meta['train_instances']} train, {meta['eval_instances']} val instances; "
                   f"head training {meta['head_training_s']:.0f} s)")
+    import polars as pl
+
     for name, budget in (("format-64", 64), ("format-256", 256)):
         if name not in recs:
             continue
-        import polars as pl
-
         rat = pl.read_parquet(Path(recs[name]["run"]) / "rationales.parquet")
         n = rat.height
         fin = rat["finished"]

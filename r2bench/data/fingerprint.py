@@ -49,7 +49,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from r2bench.data.ids import take_strings
+from r2bench.data.ids import str_offsets, take_strings
 from r2bench.errors import R2BenchError
 
 ENCODING = "r2bench.table/1"
@@ -120,10 +120,6 @@ def _is_str_dictionary(t: pa.DataType) -> bool:
     return pa.types.is_dictionary(t) and pa.types.is_large_string(t.value_type)
 
 
-def _str_offsets(arr: pa.Array) -> np.ndarray:
-    return np.frombuffer(arr.buffers()[1], dtype="<i8")[arr.offset: arr.offset + len(arr) + 1]
-
-
 def _plain_strings(arr: pa.Array) -> pa.Array:
     """A large_string piece with nulls as "" (a dictionary-encoded piece decoded)."""
     if pa.types.is_dictionary(arr.type):
@@ -137,8 +133,8 @@ def _plain_strings(arr: pa.Array) -> pa.Array:
 def _str_lengths(arr: pa.Array) -> np.ndarray:
     """The u64 byte length of each value of a string piece (0 for a null)."""
     if pa.types.is_dictionary(arr.type) and not arr.null_count:
-        return np.diff(_str_offsets(arr.dictionary)).astype("<u8")[arr.indices.to_numpy(zero_copy_only=False)]
-    return np.diff(_str_offsets(_plain_strings(arr))).astype("<u8", copy=False)
+        return np.diff(str_offsets(arr.dictionary)).astype("<u8")[arr.indices.to_numpy(zero_copy_only=False)]
+    return np.diff(str_offsets(_plain_strings(arr))).astype("<u8", copy=False)
 
 
 def _update_values(h: "hashlib._Hash", pieces: Pieces, t: pa.DataType) -> None:
@@ -155,7 +151,7 @@ def _update_values(h: "hashlib._Hash", pieces: Pieces, t: pa.DataType) -> None:
             h.update(_str_lengths(arr))
         for arr in pieces():  # bytes
             arr = _plain_strings(arr)
-            offsets = _str_offsets(arr)
+            offsets = str_offsets(arr)
             if len(arr):
                 h.update(memoryview(arr.buffers()[2])[int(offsets[0]): int(offsets[-1])])
         return

@@ -40,7 +40,8 @@ def large_strings(values: pa.Array | pa.ChunkedArray | pl.Series) -> pa.LargeStr
     return values
 
 
-def _offsets(arr: pa.LargeStringArray) -> np.ndarray:
+def str_offsets(arr: pa.Array) -> np.ndarray:
+    """The int64 offsets of a large-string array (its slice only), without a copy."""
     return np.frombuffer(arr.buffers()[1], dtype="<i8")[arr.offset: arr.offset + len(arr) + 1]
 
 
@@ -48,7 +49,7 @@ def fixed_width(arr: pa.LargeStringArray) -> int | None:
     """The common byte length of every value (None when they differ, when there are nulls or none)."""
     if len(arr) == 0 or arr.null_count:
         return None
-    lengths = np.diff(_offsets(arr))
+    lengths = np.diff(str_offsets(arr))
     width = int(lengths[0])
     return width if width > 0 and bool((lengths == width).all()) else None
 
@@ -62,7 +63,7 @@ def take_strings(dictionary: pa.LargeStringArray, codes: np.ndarray, width: int 
         width = fixed_width(dictionary)
     if width is None:
         return dictionary.take(arrow_of(codes)).cast(pa.large_string())
-    offsets = _offsets(dictionary)
+    offsets = str_offsets(dictionary)
     data = np.frombuffer(dictionary.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[0] + width * len(dictionary)]
     values = data.view(f"V{width}")[codes].view(np.uint8)  # a fancy-index gather of fixed-size records
     new_offsets = np.arange(0, (len(codes) + 1) * width, width, dtype=np.int64)

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from r2bench.data.ids import IdTable, arrow_of, large_strings
+from r2bench.data.ids import IdTable, arrow_of
 from r2bench.data.sampling import DRAW_CHUNK, GOLDEN, draw_chunk, splitmix64, stable_hashes, stream
 from r2bench.errors import DataError
 from r2bench.progress import bar
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from r2bench.data.spec import BuildSpec
 
 SPLIT_NAMES = ("train", "val", "test")
-_SPLITS = IdTable(large_strings(pl.Series(SPLIT_NAMES)))
+_SPLITS = IdTable(pl.Series(SPLIT_NAMES))
 #: rows of the instances table materialised at a time: one parquet row group (about 35 MB
 #: of strings on Amazon; larger batches only add memory, the writer is no faster)
 BATCH_ROWS = 1 << 16

@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +121,6 @@ def _write_tables(built: Built, folder: Path) -> tuple[dict[str, str], str]:
     folder.mkdir(parents=True, exist_ok=True)
     # Parquet encoding/compression and sha256 both release the GIL: the tables are written
     # here while two threads hash their columns (the largest first)
-    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=2) as pool, ThreadPoolExecutor(max_workers=1) as tables:
         hashing = {

@@ -82,11 +82,11 @@ def server_command(
 
     ``prompt_cache`` (off by default) is llama-cpp-python's RAM cache (``--cache True``). It saves
     a state after every completion and bounds itself by the KV state's size only, while each
-    saved state also holds a copy of the logits, which grows with the prompt: for SmolLM2, +55 MiB
-    per request at 40-word prompts and +360 MiB at 300 words (``bench/llama_server_memory.py``),
-    so a 95-request listwise run reached 19 GB and was killed by the kernel. Without it the server still reuses the KV cache of the prefix a
-    request shares with the previous one (llama.cpp's prefix match), which is what consecutive
-    requests of one instance need.
+    saved state also holds a copy of the logits, which grows with the prompt
+    (``bench/llama_server_memory.py``: +361.5 MiB per request at 300-word prompts), so a
+    95-request listwise run reached 19 GB and was killed by the kernel. Without it the server
+    still reuses the KV cache of the prefix a request shares with the previous one (llama.cpp's
+    prefix match), which is what consecutive requests of one instance need.
     """
     threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
     cmd = [

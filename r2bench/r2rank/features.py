@@ -104,7 +104,7 @@ def feature_key(cfg: Any, benchmark: Any, tokenizer: Any, backbone_digest: str, 
     }
     if sampled:
         generation.update(temperature=float(cfg.temperature), top_p=float(cfg.top_p))
-    uses_seed = sampled or ":" in selection or selection.startswith("sample")
+    uses_seed = sampled or ":" in selection  # sample:N and last-per-user:N draw with the seed
     return {
         "format": FORMAT, "backbone": {"name": cfg.backbone, "sha256": backbone_digest},
         "adapter": None if adapter_digest is None else {"name": cfg.adapter, "sha256": adapter_digest},
@@ -274,7 +274,7 @@ def load_frozen(cfg: Any) -> tuple[Any, Any, str, str | None]:
 
 
 def split_rows(benchmark: Any, split: str, selection: str, seed: int) -> list[dict[str, Any]]:
-    """The instances of ``split`` chosen by ``selection`` (``r2bench.r2rank.instances``; ``0``/``all`` = all)."""
+    """The instances of ``split`` chosen by ``selection`` (``r2bench.r2rank.instances``)."""
     from r2bench.r2rank.instances import select_instances
 
     return select_instances(benchmark.split(split).to_dicts(), selection, seed)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from r2bench.r2rank import plackett_luce
+from r2bench.stablehash import hash_seed
 
 log = logging.getLogger(__name__)
 
@@ -116,21 +117,15 @@ def head_step_loss(cfg: Any, head: Any, states: torch.Tensor, target: torch.Tens
 
 def new_head(cfg: Any, hidden_size: int, seed: int) -> Any:
     """A fresh head (zero output layer: the untrained ranking ties, i.e. chance), seeded as ``run_rl`` seeds it."""
-    from r2bench.r2rank.rl import fresh_head, hash_seed
+    from r2bench.r2rank.rl import fresh_head
 
     torch.manual_seed(hash_seed(seed, 17))
-    head = fresh_head(hidden_size, cfg.head_hidden)
-    if cfg.head_dropout:
-        head.dropout = float(cfg.head_dropout)
-        head.net[3].p = float(cfg.head_dropout)
-    return head
+    return fresh_head(hidden_size, cfg.head_hidden, dropout=float(cfg.head_dropout))
 
 
 def train_head(cfg: Any, train: Any, val: Any, seed: int = 0, head: Any = None,
                on_epoch: Callable[[EpochLog], None] | None = None) -> HeadResult:
     """Train a head on ``train`` states with early stopping on ``val`` (see the module docstring)."""
-    from r2bench.r2rank.rl import hash_seed
-
     if head is None:
         probe = train.states([0], [0])
         head = new_head(cfg, int(probe.shape[-1]), seed)
@@ -220,19 +215,13 @@ def run_head_training(cfg: Any, benchmark: Any, out_dir: str | Path, seed: int =
             "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
             "train_instances": train.n, "eval_split": cfg.eval_split, "eval_instances": val.n,
             "features": {k: str(v) for k, v in folders.items()},
-            "feature_keys": {k: load_split_key(v) for k, v in folders.items()},
+            "feature_keys": {"train": train.features.key["key_sha256"], cfg.eval_split: val.features.key["key_sha256"]},
             "benchmark": str(benchmark.path), "benchmark_fingerprint": benchmark.fingerprint,
             "features_s": round(t_feat, 2), "head_training_s": round(time.perf_counter() - t1, 2),
             "score_with": {"backbone": cfg.backbone, "adapter": cfg.adapter, "no_cot": cfg.no_cot,
                            "max_reasoning_tokens": cfg.max_reasoning_tokens},
         })
     return final
-
-
-def load_split_key(folder: Path) -> str:
-    import json
-
-    return json.loads((Path(folder) / "key.json").read_text())["key_sha256"]
 
 
 def _finite(x: float) -> float | None:

@@ -346,12 +346,12 @@ class RLTrainer:
         self.dist.all_reduce_mean([p.grad for p in params])
 
 
-def fresh_head(hidden_size: int, inner_size: int, device=None):
+def fresh_head(hidden_size: int, inner_size: int, device=None, dropout: float = 0.0):
     """A new scoring head whose output layer is zero: every score ties, so RL starts from the uniform
     Plackett-Luce policy (and the untrained ranking is exactly at chance level)."""
     from r2bench.r2rank.head import ScoringHead
 
-    head = ScoringHead(hidden_size, inner_size)
+    head = ScoringHead(hidden_size, inner_size, dropout)
     with torch.no_grad():
         head.net[-1].weight.zero_()
         head.net[-1].bias.zero_()

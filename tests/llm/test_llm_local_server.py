@@ -163,7 +163,7 @@ def test_server_memory_does_not_grow_per_request(llama_server):
     assert "--cache" not in llama_server.cmd
     client = OpenAI(base_url=llama_server.base_url, api_key="none")
     rss = []
-    for i in range(6):  # with the RAM cache: ~55 MiB more per request at this length, 275 over the last 5
+    for i in range(6):  # with the RAM cache: +53.6 MiB per request at 40 words (the bench with --words 40)
         text = " ".join(f"item{i}-{j}" for j in range(40))  # distinct prompts: nothing shared to reuse
         client.chat.completions.create(model=llama_server.alias, messages=[{"role": "user", "content": text}],
                                        max_tokens=1)

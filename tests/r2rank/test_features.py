@@ -119,6 +119,8 @@ def test_key_names_what_the_states_depend_on(planted, tiny, tmp_path):
 
 def test_cached_states_score_like_r2bench_run(planted, tiny, tmp_path):
     """A head on the cached held-out states gives the scores `r2bench run --method r2rank` gives."""
+    import polars as pl
+
     from r2bench.r2rank.features import load_split
     from r2bench.r2rank.method import R2RankConfig, R2RankMethod
     from r2bench.r2rank.rl import fresh_head
@@ -132,7 +134,7 @@ def test_cached_states_score_like_r2bench_run(planted, tiny, tmp_path):
             head.net[-1].weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(0))
             cached = head(val.hidden[:, 0]).double().numpy()
         rows = planted.split("val").filter(
-            __import__("polars").col("instance_id").is_in(val.instance_ids.tolist()))
+            pl.col("instance_id").is_in(val.instance_ids.tolist()))
         m = R2RankMethod(R2RankConfig(max_reasoning_tokens=4, no_cot=no_cot))
         m.set_model(model, tok, head)
         scores = m.score(planted, rows)

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from r2bench import paths
-from r2bench.data.build import MIN_PLAUSIBLE_MS
+from r2bench.data.spec import MIN_PLAUSIBLE_MS
 from r2bench.data.interactions import encode_interactions
 from r2bench.data.download import DownloadError, download, record_path
 from r2bench.data.jsonl import ReadResult, read_jsonl
