@@ -174,9 +174,8 @@ class Rollout:
 
 def build_rollout(tokenizer, prompt_ids, reasonings, max_new_tokens: int, eos_id: int | None, device) -> Rollout:
     """Lay out prompts and ``r2bench.r2rank.inference.Reasoning`` objects as a :class:`Rollout`."""
-    from r2bench.r2rank.head import answer_token_ids
-    from r2bench.r2rank.inference import decision_body
-    from r2bench.r2rank.shared_prefix import pad_rows, split_prefix
+    from r2bench.lm.generation import answer_token_ids, decision_body
+    from r2bench.lm.shared_prefix import pad_rows, split_prefix
 
     open_ids = answer_token_ids(tokenizer)["open"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -217,7 +216,7 @@ def build_rollout(tokenizer, prompt_ids, reasonings, max_new_tokens: int, eos_id
 def sample_rollout(model, tokenizer, prompt_ids, max_new_tokens: int, *, greedy: bool = False,
                    temperature: float = 1.0, generator: torch.Generator | None = None) -> Rollout:
     """Sample (or greedily decode) one reasoning per prompt with the shared-prefix generator."""
-    from r2bench.r2rank.inference import generate_reasonings
+    from r2bench.lm.generation import generate_reasonings
 
     reasonings = generate_reasonings(
         model, tokenizer, prompt_ids, max_new_tokens=max_new_tokens, do_sample=not greedy,
@@ -228,7 +227,7 @@ def sample_rollout(model, tokenizer, prompt_ids, max_new_tokens: int, *, greedy:
 
 def rollout_of(model, tokenizer, prompt_ids, reasonings, max_new_tokens: int) -> Rollout:
     """:func:`build_rollout` on the model's device with its EOS token."""
-    from r2bench.r2rank.inference import eos_ids
+    from r2bench.lm.generation import eos_ids
 
     eos = tokenizer.eos_token_id
     if eos is None:
@@ -248,12 +247,12 @@ def policy_forward(model, rollout: Rollout, need_logprobs: bool = True, shared_p
     """One forward pass: response-token log-probs and the decision hidden states.
 
     With ``shared_prefix`` (default) the rollout's common prompt prefix is encoded
-    once and its KV cache reused by every row (``r2bench.r2rank.shared_prefix``);
+    once and its KV cache reused by every row (``r2bench.lm.shared_prefix``);
     ``False`` runs every row in full (same values; kept for tests and comparison).
     Only the response block goes through the LM head (the vocabulary projection of
     the prompt would cost gigabytes for a 50k vocabulary and is not needed).
     """
-    from r2bench.r2rank.shared_prefix import prefix_forward
+    from r2bench.lm.shared_prefix import prefix_forward
 
     p0 = rollout.prefix_len if shared_prefix else 0
     prefix = rollout.input_ids[0, :p0].tolist()
@@ -266,10 +265,3 @@ def policy_forward(model, rollout: Rollout, need_logprobs: bool = True, shared_p
     else:
         lp = torch.zeros((h.shape[0], r), device=h.device)
     return PolicyOutput(logprobs=lp, hidden=hidden)
-
-
-def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
-    """Token ids of a chat prompt ending with the assistant turn's opening (as in inference)."""
-    from r2bench.r2rank.inference import encode_prompts
-
-    return encode_prompts(tokenizer, [messages])[0]

@@ -31,7 +31,7 @@ Old log-probs are those of the sampling policy at temperature 1 (recomputed with
 training forward pass, so the first epoch's ratio is exactly 1); sampling at another
 ``temperature`` makes the rollouts slightly off-policy.
 
-Checkpoints, logs and the distributed plumbing are in ``r2bench.r2rank.trainutil``;
+Checkpoints and logs are in ``r2bench.lm.checkpoints``, the distributed plumbing in ``r2bench.lm.distributed``;
 the CLI is ``r2bench r2rank rl``.
 """
 
@@ -47,8 +47,10 @@ import numpy as np
 import torch
 
 from r2bench.r2rank import plackett_luce
-from r2bench.r2rank.ppo import Rollout, chat_prompt_ids, policy_forward, ppo_loss
-from r2bench.r2rank.prompts import instance_prompt
+from r2bench.lm.checkpoints import peak_memory_mb
+from r2bench.lm.generation import chat_prompt_ids
+from r2bench.r2rank.ppo import Rollout, policy_forward, ppo_loss
+from r2bench.lm.prompts import instance_prompt
 from r2bench.r2rank.train_config import RLConfig
 from r2bench.stablehash import hash_seed
 
@@ -86,19 +88,10 @@ class _Item:
     advantage: float = 0.0
 
 
-def peak_memory_mb(device: torch.device | str) -> float:
-    """Peak memory of this process: CUDA allocator peak, or the max resident set size on CPU."""
-    if str(device).startswith("cuda"):
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 class RLTrainer:
     """Algorithm 1 on a policy (a HF causal LM, optionally peft-wrapped) and a scoring head.
 
-    ``dist`` is a :class:`r2bench.r2rank.trainutil.DistContext`-like object with
+    ``dist`` is a :class:`r2bench.lm.distributed.DistContext`-like object with
     ``rank``, ``world_size`` and ``all_reduce_mean(tensors)``; None = one process.
     """
 
@@ -157,7 +150,8 @@ class RLTrainer:
         inference (or, with ``generator=openai``, by one prefill over the returned reasonings);
         otherwise one :func:`policy_forward` per instance gives log-probs and states together.
         """
-        from r2bench.r2rank.inference import decide_instances, generate_instances, reason_and_decide_instances
+        from r2bench.lm.generation import generate_instances
+        from r2bench.r2rank.inference import decide_instances, reason_and_decide_instances
         from r2bench.r2rank.ppo import rollout_of
 
         cfg = self.cfg
@@ -361,7 +355,7 @@ def fresh_head(hidden_size: int, inner_size: int, device=None, dropout: float = 
 
 def _train_rows(benchmark, dist, spec: str = "all", seed: int = 0) -> list[dict[str, Any]]:
     from r2bench.r2rank.instances import select_instances
-    from r2bench.r2rank.trainutil import shard_by_user
+    from r2bench.lm.distributed import shard_by_user
 
     rows = select_instances(benchmark.split("train").to_dicts(), spec, seed)
     return shard_by_user(rows, dist.rank if dist else 0, dist.world_size if dist else 1)
@@ -379,7 +373,8 @@ def run_rl(cfg: RLConfig, benchmark, out_dir: str | Path, seed: int = 0, resume:
     from r2bench.atomic import atomic_path, write_json
     from r2bench.progress import bar
     from r2bench.r2rank.head import ScoringHead
-    from r2bench.r2rank.trainutil import Checkpointer, CSVLog, load_policy, save_policy
+    from r2bench.lm.backbones import load_policy
+    from r2bench.lm.checkpoints import Checkpointer, CSVLog, save_policy
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -87,7 +87,7 @@ def planted(tmp_path_factory):
 
 
 def prompt_texts(bench, n: int = 20) -> list[str]:
-    from r2bench.r2rank.prompts import instance_prompt
+    from r2bench.lm.prompts import instance_prompt
 
     recs, texts = bench.item_records(), []
     for r in bench.instances.head(n).to_dicts():
@@ -109,7 +109,7 @@ def tiny_dir(tmp_path_factory, planted):
 
 def _trainer(tiny_dir, bench, **kw):
     from r2bench.r2rank.rl import RLTrainer, fresh_head
-    from r2bench.r2rank.trainutil import load_policy
+    from r2bench.lm.backbones import load_policy
 
     cfg = RLConfig(**{"backbone": str(tiny_dir), "instances_per_step": 4, "ranking_samples": 8, "baseline": "loo",
                       "max_reasoning_tokens": 2, "lr_policy": 3e-4, "lr_head": 1e-2, "head_hidden": 64, "micro_batch": 20,

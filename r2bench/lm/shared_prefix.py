@@ -3,7 +3,7 @@
 The 20 prompts of an instance (R2Rank's, TALLRec's) share everything up to the
 candidate: the instructions and the whole user context, about nine tenths of their
 tokens on MovieLens. Inference already encodes that prefix once
-(``r2bench.r2rank.inference``); this module does the same for the passes that need
+(``r2bench.lm.kvcache``); this module does the same for the passes that need
 gradients (RL's policy forward, TALLRec's fit) and for batched scoring:
 
 1. the prefix runs once, at batch size 1, into a fresh KV cache;
@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from r2bench.r2rank.kvcache import cache_kw, common_prefix_len, new_cache, pad_rows
+from r2bench.lm.kvcache import cache_kw, common_prefix_len, new_cache, pad_rows
 
 __all__ = ["pad_rows", "prefix_forward", "split_prefix"]
 
