@@ -208,8 +208,8 @@ class TALLRecMethod(BaseMethod):
 
         from r2bench.progress import bar
         from r2bench.lm.generation import chat_prompt_ids
+        from r2bench.lm.policy import Policy, last_position_batch
         from r2bench.lm.prompts import instance_prompt
-        from r2bench.lm.shared_prefix import pad_rows, prefix_forward, split_prefix
 
         if self.model is None:
             self.fit(benchmark)
@@ -217,17 +217,16 @@ class TALLRecMethod(BaseMethod):
         recs = benchmark.item_records()
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         dev = self.model.get_output_embeddings().weight.device
+        policy = Policy(self.model)
         out = np.zeros((instances.height, benchmark.k), dtype=np.float64)
         with bar(total=instances.height, desc="TALLRec score", unit="inst") as b, torch.no_grad():
             for i, row in enumerate(instances.iter_rows(named=True)):
                 ip = instance_prompt(row, recs, benchmark.profile_fields)
                 prompts = [chat_prompt_ids(self.tokenizer, tallrec_messages(ip.context, t)) for t in ip.item_texts]
                 for s in range(0, len(prompts), self.config.score_batch):
-                    prefix, rest = split_prefix(prompts[s:s + self.config.score_batch])
-                    ids, attn = pad_rows(rest, pad, dev, left=True)  # every row ends in the last column
-                    h = prefix_forward(self.model, prefix, ids, attn)[:, -1]
-                    logits = self.model.get_output_embeddings()(h).float()
-                    out[i, s:s + len(rest)] = (logits[:, yes] - logits[:, no]).cpu().numpy()
+                    chunk = prompts[s:s + self.config.score_batch]  # the answer word's logits at each last token
+                    logits = policy(last_position_batch(chunk, pad, dev, vocab_ids=[yes, no], decisions=False)).vocab_logits
+                    out[i, s:s + len(chunk)] = (logits[:, 0] - logits[:, 1]).cpu().numpy()
                 b.update(1)
         return out
 

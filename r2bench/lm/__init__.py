@@ -12,6 +12,10 @@ keeps it so, and keeps every module under ``baselines/`` from importing ``r2benc
   same prefix sharing with gradients for training;
 - ``generation``: chat prompt encoding and the hand-written decoding loop on the shared
   prefix (the reference and test path; serving engines do the same behind an endpoint);
+- ``policy``: the policy module (``Policy``: the LM and an optional head, one ``forward`` for
+  the shared-prefix pass, the decision states, the head's scores, the response log-probs
+  and answer-word logits) and its batch (``PolicyBatch``); every trainer trains through it;
+- ``examples``: prompt + response examples and the response-only token loss (SFT, TALLRec);
 - ``checkpoints``: resumable checkpoints, the policy's safetensors export and training logs.
 
 Only ``prompts`` is light; the other modules import torch/transformers.

@@ -5,7 +5,7 @@ An example is ``chat prompt + response + EOS`` as token ids with the prompt's le
 only (the prompt tokens are context, never targets). Examples whose prompts begin alike
 (one instance's candidates) encode their common prefix once (``r2bench.lm.shared_prefix``),
 and only the response positions go through the LM head, so a 50k vocabulary costs
-nothing on the (long) prompt.
+nothing on the (long) prompt. The pass is the policy module's (``r2bench.lm.policy``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from r2bench.lm.generation import chat_prompt_ids
-from r2bench.lm.shared_prefix import pad_rows, prefix_forward, split_prefix
+from r2bench.lm.policy import Policy, PolicyBatch, layout_rows, response_nll
 
 
 def encode_example(tokenizer, messages: list[dict[str, str]], response: str, max_length: int) -> tuple[list[int], int]:
@@ -29,22 +29,22 @@ def encode_example(tokenizer, messages: list[dict[str, str]], response: str, max
     return prompt + resp, len(prompt)
 
 
+def examples_batch(group: list[tuple[list[int], int]], pad_id: int, device) -> PolicyBatch:
+    """Examples ``(token ids, prompt length)`` as a :class:`r2bench.lm.policy.PolicyBatch` whose response
+    block holds each example's response (+ EOS); the prompts' common prefix is shared."""
+    return layout_rows([seq[:n] for seq, n in group], [seq[n:] for seq, n in group], pad_id, device)
+
+
 def prefix_sft_loss(model, group: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over the response tokens of examples that share a prompt prefix, and their count.
 
     ``group``: (token ids, prompt length) of examples whose prompts begin alike (one
-    instance's candidates); the common prefix is encoded once
-    (``r2bench.lm.shared_prefix``), which gives the same loss as running each example in full.
+    instance's candidates); the common prefix is encoded once (``r2bench.lm.shared_prefix``),
+    which gives the same loss as running each example in full. ``model`` is a causal LM or a
+    (prepared) :class:`r2bench.lm.policy.Policy`; trainers pass the prepared policy, so that
+    the distributed engine sees the whole pass.
     """
-    dev = model.get_output_embeddings().weight.device
-    prefix, _ = split_prefix([ids for ids, _ in group])
-    p = max(0, min(len(prefix), min(n for _, n in group) - 1))  # every first target stays in its row
-    ids, attn = pad_rows([seq[p:] for seq, _ in group], pad_id, dev, left=False)
-    target = torch.zeros_like(ids, dtype=torch.bool)
-    for i, (seq, n_prompt) in enumerate(group):
-        target[i, n_prompt - p: len(seq) - p] = True
-    h = prefix_forward(model, prefix[:p], ids, attn)
-    pred = target[:, 1:]  # column t-1 predicts the token in column t
-    logits = model.get_output_embeddings()(h[:, :-1][pred])
-    loss = torch.nn.functional.cross_entropy(logits.float(), ids[:, 1:][pred], reduction="sum")
-    return loss, int(pred.sum())
+    policy = Policy(model) if hasattr(model, "get_output_embeddings") else model
+    device = next(policy.parameters()).device
+    batch = examples_batch(group, pad_id, device)
+    return response_nll(policy(batch), batch)

@@ -30,8 +30,9 @@ from r2bench.lm.kvcache import cache_kw, common_prefix_len, new_cache, pad_rows
 __all__ = ["pad_rows", "prefix_forward", "split_prefix"]
 
 
-def prefix_forward(model: Any, prefix_ids: Sequence[int], ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Last-layer hidden states ``[n, W, H]`` of the rows ``ids [n, W]`` that continue ``prefix_ids``.
+def prefix_forward(model: Any, prefix_ids: Sequence[int] | torch.Tensor, ids: torch.Tensor,
+                   attention_mask: torch.Tensor) -> torch.Tensor:
+    """Last-layer hidden states ``[n, W, H]`` of the rows ``ids [n, W]`` that continue ``prefix_ids`` (a list or a 1-D tensor).
 
     ``attention_mask [n, W]`` covers the rows only (padding anywhere in a row is 0);
     an empty prefix runs the rows alone. Gradients flow when called outside ``no_grad``.
@@ -44,7 +45,10 @@ def prefix_forward(model: Any, prefix_ids: Sequence[int], ids: torch.Tensor, att
         return decoder(input_ids=ids, attention_mask=attention_mask, position_ids=pos, use_cache=False).last_hidden_state
     kw = cache_kw(model)
     cache = new_cache(model)
-    prefix = torch.tensor([list(prefix_ids)], dtype=torch.long, device=ids.device)
+    if isinstance(prefix_ids, torch.Tensor):
+        prefix = prefix_ids.reshape(1, -1).to(device=ids.device, dtype=torch.long)
+    else:
+        prefix = torch.tensor([list(prefix_ids)], dtype=torch.long, device=ids.device)
     decoder(input_ids=prefix, use_cache=True, **{kw: cache})
     if n > 1:
         cache.batch_repeat_interleave(n)

@@ -49,7 +49,8 @@ import torch
 from r2bench.r2rank import plackett_luce
 from r2bench.lm.checkpoints import peak_memory_mb
 from r2bench.lm.generation import chat_prompt_ids
-from r2bench.r2rank.ppo import Rollout, policy_forward, ppo_loss
+from r2bench.lm.policy import Policy
+from r2bench.r2rank.ppo import Rollout, ppo_loss
 from r2bench.lm.prompts import instance_prompt
 from r2bench.r2rank.train_config import RLConfig
 from r2bench.stablehash import hash_seed
@@ -101,6 +102,7 @@ class RLTrainer:
         self.mlp_only = cfg.variant == "mlp-only"
         self.no_cot = cfg.variant == "no-cot"
         self.device = next(model.parameters()).device
+        self.policy = Policy(model, head)  # the one module whose forward does every pass that needs gradients
         self.records = benchmark.item_records()
         if self.mlp_only:
             for p in model.parameters():
@@ -148,7 +150,7 @@ class RLTrainer:
         The instances are decoded together. When no token log-probs are needed (greedy
         evaluation, ``mlp-only``), the decision states are read on the generation cache, as at
         inference (or, with ``generator=openai``, by one prefill over the returned reasonings);
-        otherwise one :func:`policy_forward` per instance gives log-probs and states together.
+        otherwise one pass of the policy module per instance gives log-probs and states together.
         """
         from r2bench.lm.generation import generate_instances
         from r2bench.r2rank.inference import decide_instances, reason_and_decide_instances
@@ -179,7 +181,7 @@ class RLTrainer:
         for p, rs, h in zip(prompts, reasonings, hidden):
             ro = rollout_of(self.model, self.tok, p, rs, cfg.max_reasoning_tokens)
             if h is None:
-                fwd = policy_forward(self.model, ro, need_logprobs=True, shared_prefix=cfg.shared_prefix)
+                fwd = self.policy(ro, shared_prefix=cfg.shared_prefix)
                 ro.old_logprobs, h = fwd.logprobs, fwd.hidden
             h = h.float()
             out.append((self.head(h).float(), ro, h))
@@ -229,7 +231,7 @@ class RLTrainer:
         """Accumulate the gradients of one instance; returns (pl loss, ppo loss, ppo stats)."""
         cfg = self.cfg
         if self.mlp_only:
-            s = self.head(it.hidden)
+            s = self.policy(states=it.hidden).scores
             loss = plackett_luce.reinforce_loss(s, it.taus, it.rewards.to(s.dtype), cfg.baseline) / n_inst
             loss.backward()
             return float(loss.detach()), 0.0, None
@@ -239,7 +241,7 @@ class RLTrainer:
         # dL_pl/ds from the current scores (one extra no-grad pass when micro-batching)
         if len(chunks) > 1:
             with torch.no_grad():
-                s_all = torch.cat([self.head(policy_forward(self.model, ro.select(c), False, cfg.shared_prefix).hidden.float())
+                s_all = torch.cat([self.policy(ro.select(c), logprobs=False, shared_prefix=cfg.shared_prefix).scores
                                    for c in chunks])
         else:
             s_all = None
@@ -247,9 +249,8 @@ class RLTrainer:
         g_s = None
         for c in chunks:
             sub = ro.select(c)
-            out = policy_forward(self.model, sub, need_logprobs=True, shared_prefix=cfg.shared_prefix)
-            h = out.hidden.float() if cfg.pl_grad_to_backbone else out.hidden.detach().float()
-            s = self.head(h)
+            out = self.policy(sub, shared_prefix=cfg.shared_prefix, head_grad_to_lm=cfg.pl_grad_to_backbone)
+            s = out.scores
             if s_all is None:
                 pl_loss = plackett_luce.reinforce_loss(s, it.taus, it.rewards.to(s.dtype), cfg.baseline) / n_inst
                 pl_term = pl_loss
