@@ -72,7 +72,7 @@ class RLConfig(LoRASettings, ClientConfig):
     #: train instances to draw steps from: all | last-per-user | sample:N | last-per-user:N
     #: (``r2bench.r2rank.instances``)
     train_instances: str = "all"
-    #: instances (users x 20 candidates) per RL step (per process under DDP)
+    #: instances (users x 20 candidates) per RL step: the global batch, shared out by user over the processes
     instances_per_step: int = 2
     #: rankings sampled from Plackett-Luce per instance (the paper samples one)
     ranking_samples: int = 4

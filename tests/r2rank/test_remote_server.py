@@ -147,9 +147,9 @@ def test_mlp_only_rollouts_from_the_server(llama_server, smollm2_dir, small_benc
     tr = RLTrainer(cfg, model, tok, head, small_bench, seed=0)
     before = [p.detach().clone() for p in head.parameters()]
     log = tr.train_step(small_bench.split("train").head(1).to_dicts())
-    assert tr.remote.usage()["sent"] == 5 and log.tokens > 0 and np.isfinite(log.pl_loss)
+    assert tr.rollouts.client.usage()["sent"] == 5 and log.tokens > 0 and np.isfinite(log.pl_loss)
     assert any(not torch.equal(a, b) for a, b in zip(before, head.parameters()))
     rows = small_bench.split("val").head(1).to_dicts()
     first = tr.evaluate(rows)
-    sent = tr.remote.usage()["sent"]
-    assert tr.evaluate(rows) == first and tr.remote.usage()["sent"] == sent  # greedy reasonings come from the cache
+    sent = tr.rollouts.client.usage()["sent"]
+    assert tr.evaluate(rows) == first and tr.rollouts.client.usage()["sent"] == sent  # greedy reasonings come from the cache
