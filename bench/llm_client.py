@@ -110,7 +110,7 @@ def main() -> None:
     base_url = args.base_url
     if base_url is None and args.engine == "vllm":
         from r2bench.llm.vllm_server import VLLMServer
-        from r2bench.r2rank.backbones import resolve_backbone
+        from r2bench.lm.backbones import resolve_backbone
 
         server = VLLMServer(resolve_backbone("smollm2-135m"), dtype=args.dtype).start()
         base_url = server.base_url

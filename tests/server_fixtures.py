@@ -75,7 +75,7 @@ def smollm2_dir(tmp_path_factory):
     need_engine(None)
     pytest.importorskip("gguf")
     pytest.importorskip("transformers")
-    from r2bench.r2rank.backbones import convert_smollm2
+    from r2bench.lm.backbones import convert_smollm2
 
     home = tmp_path_factory.mktemp("smol_home")
     old = os.environ.get("R2BENCH_HOME")

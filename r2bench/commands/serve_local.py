@@ -50,7 +50,7 @@ def _server(args):
             raise R2BenchError(f"{', '.join(vllm_only)} only apply to --engine vllm")
         return LocalServer(model=args.model, host=args.host, port=args.port or None, n_ctx=args.n_ctx,
                            alias=args.alias, n_threads=args.n_threads)
-    from r2bench.r2rank.backbones import resolve_backbone
+    from r2bench.lm.backbones import resolve_backbone
     from r2bench.llm.vllm_server import VLLMServer
 
     folder = resolve_backbone(args.model or "smollm2-135m")

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -50,8 +48,11 @@ class ScoringHead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.net(hidden.to(self.net[1].weight.dtype)).squeeze(-1)
 
-    def save(self, path: str | Path) -> Path:
-        """Write the head as safetensors (atomically); a folder gets ``head.safetensors`` inside."""
+    def save(self, path: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write the head as safetensors (atomically); a folder gets ``head.safetensors`` inside.
+
+        ``state``: the head's full state dict where a distributed engine shards the module (FSDP);
+        None = the module's own ``state_dict()``."""
         from safetensors.torch import save_file
 
         from r2bench.atomic import atomic_path
@@ -61,7 +62,7 @@ class ScoringHead(nn.Module):
             path = path / HEAD_FILE
         meta = {"format": HEAD_FORMAT, "config": json.dumps(
             {"hidden_size": self.hidden_size, "inner_size": self.inner_size, "dropout": self.dropout})}
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        state = {k: v.detach().contiguous().cpu() for k, v in (state if state is not None else self.state_dict()).items()}
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata=meta)
         return path
@@ -100,20 +101,3 @@ def find_head(spec: str | None, *folders: str | Path | None) -> Path | None:
     if not p.is_file():
         raise R2BenchError(f"head {spec!r}: no such file {p}")
     return p
-
-
-def answer_token_ids(tokenizer: Any) -> dict[str, list[int]]:
-    """Token ids of the answer tag and the two decisions, tokenized on their own.
-
-    ``open``: ``<answer>``; ``recommend`` / ``not_recommend``: the decision words that
-    follow it directly (no leading space, as the template writes them).
-    """
-    from r2bench.answer import ANSWER_OPEN, NOT_RECOMMEND, RECOMMEND
-
-    def enc(s: str) -> list[int]:
-        ids = tokenizer(s, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise R2BenchError(f"the tokenizer maps {s!r} to no tokens")
-        return list(ids)
-
-    return {"open": enc(ANSWER_OPEN), "recommend": enc(RECOMMEND), "not_recommend": enc(NOT_RECOMMEND)}

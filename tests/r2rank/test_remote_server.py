@@ -46,9 +46,10 @@ def _run(bench, srv, model_dir, tmp_path, **overrides):
 
 
 def test_openai_generator_run_is_cached_and_scores_like_hf(vllm_server, smollm2_dir, small_bench, tmp_path):
-    from r2bench.r2rank import inference as I
-    from r2bench.r2rank.backbones import load_backbone
-    from r2bench.r2rank.prompts import instance_prompt
+    from r2bench.lm import generation as G
+    from r2bench.r2rank import decision as D
+    from r2bench.lm.backbones import load_backbone
+    from r2bench.lm.prompts import instance_prompt
 
     run = _run(small_bench, vllm_server, smollm2_dir, tmp_path, instances_per_batch=2, server_token_ids=True)
     info = run.meta["info"]
@@ -74,11 +75,11 @@ def test_openai_generator_run_is_cached_and_scores_like_hf(vllm_server, smollm2_
     checked = 0
     for row in rows.iter_rows(named=True):
         ip = instance_prompt(row, small_bench.item_records(), small_bench.profile_fields)
-        for item, ids in zip(ip.candidates, I.encode_prompts(tok, ip.all_messages())):
+        for item, ids in zip(ip.candidates, G.encode_prompts(tok, ip.all_messages())):
             key = (int(row["instance_id"]), str(item))
             text_ids = tok(texts[key], add_special_tokens=False)["input_ids"]
-            body = I.decision_body(tok, text_ids)
-            _, margin, _ = I.score_decisions(model, tok, [list(ids) + body + open_ids])
+            body = G.decision_body(tok, text_ids)
+            _, margin, _ = D.score_decisions(model, tok, [list(ids) + body + open_ids])
             assert float(margin) == pytest.approx(margins[key], abs=1e-4), texts[key]
             checked += 1
     assert checked == 5 * LIMIT
@@ -89,9 +90,9 @@ def test_server_tokenizes_the_prompt_as_r2rank_does(vllm_server, smollm2_dir, sm
     import json
     import urllib.request
 
-    from r2bench.r2rank import inference as I
-    from r2bench.r2rank.backbones import load_backbone
-    from r2bench.r2rank.prompts import instance_prompt
+    from r2bench.lm import generation as G
+    from r2bench.lm.backbones import load_backbone
+    from r2bench.lm.prompts import instance_prompt
     from r2bench.r2rank.remote import prompt_text
 
     _, tok = load_backbone(str(smollm2_dir), device="cpu")
@@ -103,14 +104,14 @@ def test_server_tokenizes_the_prompt_as_r2rank_does(vllm_server, smollm2_dir, sm
                                  data=json.dumps({"model": vllm_server.alias, "prompt": text}).encode())
     with urllib.request.urlopen(req, timeout=30) as r:
         server_ids = json.load(r)["tokens"]
-    assert server_ids == I.encode_prompts(tok, [msgs])[0]
+    assert server_ids == G.encode_prompts(tok, [msgs])[0]
 
 
 def test_mlp_only_rollouts_from_the_server(vllm_server, smollm2_dir, small_bench, tmp_path):
     """mlp-only RL with generator=openai: the server writes the reasonings, the head learns from the local states."""
     from r2bench.r2rank.rl import RLTrainer, fresh_head
     from r2bench.r2rank.train_config import RLConfig
-    from r2bench.r2rank.trainutil import load_policy
+    from r2bench.lm.backbones import load_policy
 
     cfg = RLConfig(backbone=str(smollm2_dir), variant="mlp-only", generator="openai", base_url=vllm_server.base_url,
                    server_token_ids=True,
@@ -124,9 +125,9 @@ def test_mlp_only_rollouts_from_the_server(vllm_server, smollm2_dir, small_bench
     tr = RLTrainer(cfg, model, tok, head, small_bench, seed=0)
     before = [p.detach().clone() for p in head.parameters()]
     log = tr.train_step(small_bench.split("train").head(1).to_dicts())
-    assert tr.remote.usage()["sent"] == 5 and log.tokens > 0 and np.isfinite(log.pl_loss)
+    assert tr.rollouts.client.usage()["sent"] == 5 and log.tokens > 0 and np.isfinite(log.pl_loss)
     assert any(not torch.equal(a, b) for a, b in zip(before, head.parameters()))
     rows = small_bench.split("val").head(1).to_dicts()
     first = tr.evaluate(rows)
-    sent = tr.remote.usage()["sent"]
-    assert tr.evaluate(rows) == first and tr.remote.usage()["sent"] == sent  # greedy reasonings come from the cache
+    sent = tr.rollouts.client.usage()["sent"]
+    assert tr.evaluate(rows) == first and tr.rollouts.client.usage()["sent"] == sent  # greedy reasonings come from the cache
