@@ -115,14 +115,16 @@ def _server(model: str, logs: Path, name: str):
     return VLLMServer(resolve_backbone(model), log_path=logs / f"{name}-vllm.log", kv_cache_gib=2)
 
 
-def run_step(name: str, model: str | None, argv: list[str], out: Path) -> dict:
+def run_step(name: str, model: str | None, argv: list[str], out: Path, base_url: str | None = None) -> dict:
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "R2BENCH_PROGRESS": "0"}
     started, t0, c0 = datetime.now(timezone.utc), time.perf_counter(), _cpu()
     server = None
     try:
-        if model is not None:
+        if model == BASE and base_url:
+            argv = [a.replace("{url}", base_url) for a in argv]  # a server already running on the base model
+        elif model is not None:
             server = _server(model, logs, name).start()  # its start-up is part of the step's wall time
             argv = [a.replace("{url}", server.base_url) for a in argv]
         print(f"[{started:%H:%M:%S}] {name}: {' '.join(argv)}", flush=True)
@@ -237,6 +239,9 @@ def main() -> int:
                     help="record a run made by hand as the step's result")
     ap.add_argument("--plot", default="docs/img/r2rank-cot-rl-ml100k.png", help="learning-curve PNG")
     ap.add_argument("--summary-only", action="store_true", help="print the tables from the recorded steps")
+    ap.add_argument("--base-url", default=None,
+                    help="a running server of the base SmolLM2 named smollm2 (e.g. r2bench serve-local --engine vllm), "
+                         "used by the base-model steps instead of starting one")
     args = ap.parse_args()
     out = Path(args.out).resolve()
     for spec in args.adopt:
@@ -253,7 +258,7 @@ def main() -> int:
             if (out / "steps" / f"{name}.json").is_file() and name not in redo:
                 print(f"{name}: recorded, skipped")
                 continue
-            if run_step(name, model, argv, out)["rc"] != 0:
+            if run_step(name, model, argv, out, args.base_url)["rc"] != 0:
                 print(f"{name} failed; see {out / 'logs' / (name + '.log')}", file=sys.stderr)
                 return 1
     summarize(out, Path(args.plot) if args.plot else None)

@@ -95,7 +95,16 @@ class LoRASync:
         return target
 
     def load(self, name: str, path: str | Path) -> None:
-        self._post("load_lora_adapter", {"lora_name": name, "lora_path": str(Path(path).resolve())})
+        """Load ``path`` under ``name``; a name the server already holds (a run resumed against the same server
+        re-publishes its checkpoint's step) is unloaded first, so that no cached state of the old weights survives."""
+        body = {"lora_name": name, "lora_path": str(Path(path).resolve())}
+        try:
+            self._post("load_lora_adapter", body)
+        except R2BenchError as exc:
+            if "already been loaded" not in str(exc):
+                raise
+            self._post("unload_lora_adapter", {"lora_name": name})
+            self._post("load_lora_adapter", body)
         self.loaded.append(name)
         self.current = name
         log.info("loaded adapter %s into %s", name, self.base_url)

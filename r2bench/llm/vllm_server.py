@@ -234,7 +234,12 @@ class VLLMServer(ServerProcess):
 
     def death_message(self) -> str:
         msg = super().death_message()
-        if "CPU Generator does not use offset" in self.log_tail(n=20000):
+        log = self.log_tail(n=50000)
+        if "CPU Generator does not use offset" in log:
             msg += ("\n(a seeded request was prefilled in chunks: start vLLM with --no-enable-chunked-prefill on a "
                     "CPU, as r2bench does)")
+        if "died unexpectedly" in log:
+            msg += ("\n(vLLM's worker process died without a Python error; on a CPU box that is most often the kernel's "
+                    f"out-of-memory killer (see `dmesg | grep -i 'killed process'`): the server holds about "
+                    f"{self.kv_cache_gib} GiB of KV cache plus the weights; lower --kv-cache-gib or free memory)")
         return msg

@@ -67,7 +67,8 @@ class RLConfig(LoRASettings, ClientConfig):
     """End-to-end RL under the Plackett-Luce surrogate (Algorithm 1).
 
     The LLM client's settings (``base_url``, ``model``, ``concurrency``, ``cache``...) are
-    used only by ``generator=openai`` (``mlp-only`` rollouts from a serving engine).
+    used only by ``generator=openai`` (rollouts from a serving engine; with a LoRA policy the
+    engine loads the adapter of every step, ``r2bench.llm.lora_sync``).
     """
 
     #: backbone name or folder; for ``sft+rl`` the SFT output folder
@@ -106,11 +107,15 @@ class RLConfig(LoRASettings, ClientConfig):
     micro_batch: int = 20
     #: instances decoded together in rollouts and evaluation (0 = automatic: 1 on CPU, as many as fit on a GPU)
     instances_per_batch: int = 0
-    #: who writes the reasonings: the policy itself (hf), or, for mlp-only (frozen LLM), an OpenAI-compatible
-    #: completions endpoint serving the same backbone (openai; decision states computed locally)
+    #: who writes the reasonings: the policy itself (hf), or an OpenAI-compatible completions endpoint serving
+    #: the same backbone (openai: vLLM; decision states and old log-probs computed locally; a policy that
+    #: moves must be LoRA, its adapter loaded into the engine after every sync_every steps)
     generator: Literal["hf", "openai"] = "hf"
     #: generator=openai: send prompt token ids and read generated ids (vLLM) instead of text
     server_token_ids: bool = False
+    #: generator=openai with a moving LoRA policy: publish the adapter to the engine every N RL steps
+    #: (1 = rollouts always from the current policy; more = fewer loads, rollouts up to N-1 steps stale)
+    sync_every: int = 1
     #: encode the instance's common prompt prefix once per forward pass and reuse its KV cache
     #: (same result; false runs all rows in full, for comparison: ``bench/r2rank_rl_step.py``)
     shared_prefix: bool = True

@@ -93,3 +93,20 @@ def test_the_command_line_carries_the_settings_the_cpu_needs(tmp_path):
     assert "PYTHONPATH" not in env and env["VLLM_CPU_KVCACHE_SPACE"] == "3" and env["HOME"] == "/root"
     with pytest.raises(R2BenchError, match="not a Hugging Face model folder"):
         V.VLLMServer(tmp_path / "absent", python="py")
+
+
+def test_the_death_message_names_the_likely_cause(tmp_path):
+    import subprocess
+
+    (tmp_path / "config.json").write_text("{}")
+    srv = V.VLLMServer(tmp_path, python="py", log_path=tmp_path / "server.log", check_cpu=False, kv_cache_gib=3)
+    (tmp_path / "server.log").write_text(
+        "(EngineCore pid=1) ERROR [multiproc_executor.py:315] Worker proc VllmWorker-0 died unexpectedly "
+        "(exit code: None), shutting down executor.\nRuntimeError: Executor failed.\n")
+    srv.proc = subprocess.Popen(["true"])
+    srv.proc.wait()
+    msg = srv.death_message()
+    assert "the vLLM server at" in msg and "exited with status 0" in msg and "Executor failed" in msg
+    assert "out-of-memory killer" in msg and "3 GiB of KV cache" in msg and "chunked" not in msg
+    (tmp_path / "server.log").write_text("RuntimeError: CPU Generator does not use offset\n")
+    assert "--no-enable-chunked-prefill" in srv.death_message()
