@@ -295,7 +295,7 @@ def render_cli(page: str) -> str:
     from r2bench.cli import build_parser
 
     old = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "100"
+    os.environ["COLUMNS"] = "80"
     try:
         parser = build_parser()
         out = ["```text\n" + parser.format_help().rstrip() + "\n```"]
