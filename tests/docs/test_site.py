@@ -166,3 +166,13 @@ def test_every_method_setting_has_a_meaning():
     missing += [f"LLM client: {f.name}" for f in dataclasses.fields(ClientConfig) if f.name not in docs]
     assert not missing, ("config keys without a `#:` comment above them (or a `#` comment after them), "
                          "so the --set reference cannot say what they mean:\n" + "\n".join(missing))
+
+
+def test_the_site_loads_nothing_from_the_network(site):
+    """No web fonts, scripts or stylesheets from elsewhere: the site reads the same offline (and in CI)."""
+    import re
+
+    remote = re.compile(r"<(?:link|script)\b[^>]*\b(?:href|src)=\"(?:https?:)?//[^\"]+\"")
+    found = {p.relative_to(site).as_posix(): remote.findall(p.read_text(encoding="utf-8"))
+             for p in site.rglob("*.html")}
+    assert not {k: v for k, v in found.items() if v}
