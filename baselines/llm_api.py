@@ -56,13 +56,16 @@ class PointwiseConfig(_LLMMethodConfig):
     max_tokens: int = 4
     #: ask for logprobs (score = logprob(Yes) - logprob(No)); off: parse the answer only
     logprobs: bool = True
+    #: alternatives per token the server returns (Yes and No must be among them to be read)
     top_logprobs: int = 20
 
 
 @dataclass
 class ReflectiveConfig(_LLMMethodConfig):
     max_tokens: int = 1024
+    #: ask for logprobs (score = logP(Recommend) - logP(Not) at the decision token); off: parse the answer only
     logprobs: bool = True
+    #: alternatives per token the server returns at the decision token
     top_logprobs: int = 5
     #: decide without the three-part reasoning (the paper's "without CoT" prompt)
     no_cot: bool = False

@@ -3,7 +3,7 @@
 Each is a dataclass with defaults, filled by :func:`r2bench.config.build_config`
 from ``--config file.yaml`` and ``--set key=value``. Defaults are sized for a
 CPU and the offline SmolLM2-135M backbone; the GPU recipe for Qwen2.5-1.5B/3B is
-in the README (r2rank-training section).
+in docs/r2rank/gpu.md; every key is listed in docs/reference/config.md (generated from here).
 """
 
 from __future__ import annotations
