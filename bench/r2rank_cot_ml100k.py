@@ -14,11 +14,15 @@ that need it on the model of that stage):
 4. ``sft``: LoRA SFT on the kept responses (merged into ``<out>/sft/final``);
 5. ``format-sft``: as 2, on the SFT model;
 6. ``sft-only``: the SFT model's zero-shot margin on the full test split;
-7. ``rl``: Algorithm 1 from the SFT model (``variant=sft+rl``), a LoRA policy whose rollouts
-   vLLM writes, the adapter published to the server after every step
+7. ``features-sft`` / ``head-sft`` / ``sft-head``: the scoring head's warm start: the SFT model's
+   CoT decision states cached once (reasonings from vLLM, ``r2bench r2rank features --set
+   generator=openai``), the head trained on them by REINFORCE under Plackett-Luce with
+   held-out early stopping (``r2bench r2rank head``), and that SFT model + head on the test split;
+8. ``rl``: Algorithm 1 from the SFT model and that head (``variant=sft+rl``), a LoRA policy whose
+   rollouts vLLM writes, the adapter published to the server after every step
    (``r2bench.llm.lora_sync``), held-out NDCG@10 logged;
-8. ``sft-rl``: the RL output (policy + head) on the full test split;
-9. ``rl-only`` / ``rl-only-test``: the same RL from the base model (when asked with --only).
+9. ``sft-rl``: the RL output (policy + head) on the full test split;
+10. ``rl-only`` / ``rl-only-test``: the same RL from the base model and a fresh head (when asked with --only).
 
     python bench/r2rank_cot_ml100k.py --out /work/cot [--only STEP,...] [--skip ...] [--redo ...]
 
@@ -49,11 +53,17 @@ BASE = "smollm2-135m"
 # sized for a shared 2-core box (see the README's R2Rank training section for what each costs)
 SYNTH = dict(max_instances=150, negatives_per_positive=1, samples_per_pair=2, temperature=0.9, max_tokens=400,
              section_chars="20-400", concurrency=16)
-SFT = dict(lora_r=16, lora_alpha=32, lr=3e-4, epochs=1, batch_size=4, max_length=1536)
+SFT = dict(lora_r=16, lora_alpha=32, lr=3e-4, epochs=1, batch_size=4, micro_batch=1, max_length=1536,
+           checkpoint_every=10)
+# the head's warm start: REINFORCE under Plackett-Luce on the SFT model's cached CoT decision states
+# (reasonings from vLLM), early-stopped on held-out users; RL then trains the LLM and this head jointly
+FEATURES = dict(max_reasoning_tokens=TOKENS, samples=1, temperature=1.0, train_instances="last-per-user:160",
+                eval_instances=40, shard_size=8, threads=1, concurrency=20)
+HEAD = dict(objective="reinforce", baseline="loo", ranking_samples=8, epochs=300, patience=30, lr_head=1e-3)
 RL = dict(variant="sft+rl", lora_r=8, lora_alpha=16, steps=30, instances_per_step=2, ranking_samples=4,
-          baseline="loo", max_reasoning_tokens=TOKENS, temperature=1.0, lr_policy=2e-5, lr_head=1e-2,
+          baseline="loo", max_reasoning_tokens=TOKENS, temperature=1.0, lr_policy=2e-5, lr_head=1e-3,
           ppo_epochs=2, eval_every=5, eval_instances=16, checkpoint_every=1, sync_every=1, concurrency=20,
-          train_instances="last-per-user")
+          train_instances="last-per-user", micro_batch=5)
 
 
 def _sets(d: dict) -> list[str]:
@@ -72,7 +82,12 @@ def steps(out: Path) -> list[tuple[str, str | None, list[str]]]:
               "--set", "timeout_s=1800"]
     run = ["r2bench", "run", "--method", "r2rank", "--dataset", DATASET, "--out", runs, *served]
     fmt = [*run, "--limit", "20", "--set", "max_reasoning_tokens=256", "--set", "head=none"]
-    rl_only = {**RL, "variant": "rl-only"}
+    head_dir = str(out / "head-sft")
+    head_file = f"{head_dir}/final/head.safetensors"
+    feat = ["--set", f"backbone={sft_final}", "--set", "generator=openai", "--set", "base_url={url}",
+            "--set", "model=smollm2", "--set", "server_token_ids=true", "--set", f"features_dir={head_dir}/features",
+            *_sets(FEATURES)]
+    rl_only = {**RL, "variant": "rl-only"}  # from the base model and a fresh head
     return [
         ("prepare", None, ["r2bench", "prepare", DATASET]),
         ("zero-shot", BASE, [*run, "--set", f"max_reasoning_tokens={TOKENS}", "--set", "head=none",
@@ -86,9 +101,16 @@ def steps(out: Path) -> list[tuple[str, str | None, list[str]]]:
         ("format-sft", sft_final, [*fmt, "--set", f"backbone={sft_final}", "--label", "r2rank-cot-format-sft"]),
         ("sft-only", sft_final, [*run, "--set", f"backbone={sft_final}", "--set", f"max_reasoning_tokens={TOKENS}",
                                  "--set", "head=none", "--label", "r2rank-cot-sft"]),
+        ("features-sft", sft_final, ["r2bench", "r2rank", "features", "--dataset", DATASET, "--out", head_dir,
+                                     *feat]),
+        ("head-sft", None, ["r2bench", "r2rank", "head", "--dataset", DATASET, "--out", head_dir, *feat,
+                            *_sets(HEAD)]),
+        ("sft-head", sft_final, [*run, "--set", f"backbone={sft_final}", "--set", f"max_reasoning_tokens={TOKENS}",
+                                 "--set", f"head={head_file}", "--label", "r2rank-cot-sft-head"]),
         ("rl", sft_final, ["r2bench", "r2rank", "rl", "--dataset", DATASET, "--out", str(out / "rl"),
-                           "--set", f"backbone={sft_final}", "--set", "generator=openai", "--set", "base_url={url}",
-                           "--set", "model=smollm2", "--set", "server_token_ids=true", *_sets(RL)]),
+                           "--set", f"backbone={sft_final}", "--set", f"head={head_file}", "--set", "generator=openai",
+                           "--set", "base_url={url}", "--set", "model=smollm2", "--set", "server_token_ids=true",
+                           *_sets(RL)]),
         ("sft-rl", rl_final, [*run, "--set", f"backbone={rl_final}", "--set", f"max_reasoning_tokens={TOKENS}",
                               "--set", "head=auto", "--label", "r2rank-cot-sft-rl"]),
         ("rl-only", BASE, ["r2bench", "r2rank", "rl", "--dataset", DATASET, "--out", str(out / "rl-only"),
@@ -115,15 +137,17 @@ def _server(model: str, logs: Path, name: str):
     return VLLMServer(resolve_backbone(model), log_path=logs / f"{name}-vllm.log", kv_cache_gib=2)
 
 
-def run_step(name: str, model: str | None, argv: list[str], out: Path, base_url: str | None = None) -> dict:
+def run_step(name: str, model: str | None, argv: list[str], out: Path, servers: dict[str, str] | None = None) -> dict:
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "R2BENCH_PROGRESS": "0"}
+    # local training steps have the box's cores; steps that talk to vLLM leave them to its worker
+    threads = "2" if model is None else "1"
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "R2BENCH_PROGRESS": "0"}
     started, t0, c0 = datetime.now(timezone.utc), time.perf_counter(), _cpu()
     server = None
     try:
-        if model == BASE and base_url:
-            argv = [a.replace("{url}", base_url) for a in argv]  # a server already running on the base model
+        if model is not None and model in (servers or {}):
+            argv = [a.replace("{url}", servers[model]) for a in argv]  # a server already running on that model
         elif model is not None:
             server = _server(model, logs, name).start()  # its start-up is part of the step's wall time
             argv = [a.replace("{url}", server.base_url) for a in argv]
@@ -204,7 +228,8 @@ def summarize(out: Path, plot: Path | None) -> None:
             tries = [json.loads(p.read_text()) for p in sorted((out / "steps").glob(f"{name}.failed-*.json"))]
             wall, cpu = (sum(x[k] for x in [*tries, recs[name]]) for k in ("wall_s", "cpu_s"))
             print(f"| {name} | {wall / 60:.1f} | {cpu / 60:.1f} | {len(tries) + 1} |")
-    scored = [n for n in ("zero-shot", "sft-only", "sft-rl", "rl-only-test") if n in recs and recs[n].get("run")]
+    scored = [n for n in ("zero-shot", "sft-only", "sft-head", "sft-rl", "rl-only-test")
+              if n in recs and recs[n].get("run")]
     if scored:
         ref = {k: _metrics(recs[k]["run"]) for k in ("zero-shot", "sft-only") if k in scored}
         print("\n| run (ML-100K test, 95 instances) | NDCG@1 | NDCG@5 | NDCG@10 | p vs zero-shot | p vs SFT-only |")
@@ -239,15 +264,20 @@ def main() -> int:
                     help="record a run made by hand as the step's result")
     ap.add_argument("--plot", default="docs/img/r2rank-cot-rl-ml100k.png", help="learning-curve PNG")
     ap.add_argument("--summary-only", action="store_true", help="print the tables from the recorded steps")
-    ap.add_argument("--base-url", default=None,
-                    help="a running server of the base SmolLM2 named smollm2 (e.g. r2bench serve-local --engine vllm), "
-                         "used by the base-model steps instead of starting one")
+    ap.add_argument("--server", action="append", default=[], metavar="MODEL=URL",
+                    help="a running server of MODEL (smollm2-135m, or a model folder such as <out>/sft/final) serving "
+                         "it as smollm2 (e.g. r2bench serve-local --engine vllm --model MODEL), used by the steps on that "
+                         "model instead of starting one (repeatable)")
     args = ap.parse_args()
     out = Path(args.out).resolve()
     for spec in args.adopt:
         name, _, rest = spec.partition("=")
         run_dir, *times = rest.split(":")
         adopt(out, name, run_dir, *(float(t) for t in times) if times else (float("nan"), float("nan")))
+    servers = {}
+    for spec in args.server:
+        model, _, url = spec.partition("=")
+        servers[model if model == BASE else str(Path(model).resolve())] = url
     only = {s for s in args.only.split(",") if s}
     skip = {s for s in args.skip.split(",") if s}
     redo = {s for s in args.redo.split(",") if s}
@@ -258,7 +288,7 @@ def main() -> int:
             if (out / "steps" / f"{name}.json").is_file() and name not in redo:
                 print(f"{name}: recorded, skipped")
                 continue
-            if run_step(name, model, argv, out, args.base_url)["rc"] != 0:
+            if run_step(name, model, argv, out, servers)["rc"] != 0:
                 print(f"{name} failed; see {out / 'logs' / (name + '.log')}", file=sys.stderr)
                 return 1
     summarize(out, Path(args.plot) if args.plot else None)

@@ -104,6 +104,10 @@ def feature_key(cfg: Any, benchmark: Any, tokenizer: Any, backbone_digest: str, 
     }
     if sampled:
         generation.update(temperature=float(cfg.temperature), top_p=float(cfg.top_p))
+    if getattr(cfg, "generator", "hf") == "openai" and not cfg.no_cot:
+        # reasonings written by a serving engine of the same weights (which the key cannot hash: the served
+        # name stands for them), then decided locally
+        generation.update(generator="openai", served_model=cfg.model, server_token_ids=bool(cfg.server_token_ids))
     uses_seed = sampled or ":" in selection  # sample:N and last-per-user:N draw with the seed
     return {
         "format": FORMAT, "backbone": {"name": cfg.backbone, "sha256": backbone_digest},
@@ -145,23 +149,54 @@ class StateComputer:
         self.greedy = greedy or cfg.no_cot
         self.samples = 1 if self.greedy else int(cfg.samples)
         self.seed = int(seed)
+        self.client = None
+        if getattr(cfg, "generator", "hf") == "openai" and not cfg.no_cot:
+            from r2bench.extras import require
+            from r2bench.llm.client import LLMClient
+
+            require("openai", purpose="feature reasonings with generator=openai")
+            self.client = LLMClient(cfg, seed=seed, allow_partial=True)
+
+    def _messages(self, row: dict[str, Any]) -> list[list[dict[str, str]]]:
+        from r2bench.lm.prompts import instance_prompt
+
+        return instance_prompt(row, self.records, self.profile_fields, no_cot=self.cfg.no_cot).all_messages()
 
     def prompt_ids(self, row: dict[str, Any]) -> list[list[int]]:
         from r2bench.lm.generation import encode_prompts
-        from r2bench.lm.prompts import instance_prompt
 
-        ip = instance_prompt(row, self.records, self.profile_fields, no_cot=self.cfg.no_cot)
-        return encode_prompts(self.tok, ip.all_messages())
+        return encode_prompts(self.tok, self._messages(row))
+
+    def served_sample(self, row: dict[str, Any], j: int, prompt_ids):
+        """Sample ``j`` with the reasonings from the serving engine (request seed per instance and sample;
+        greedy: the run's seed, as ``r2bench run`` sends it) and the states from one local prefill."""
+        from r2bench.r2rank.inference import decide_instances
+        from r2bench.r2rank.remote import remote_reasonings
+        from r2bench.stablehash import hash_seed
+
+        c = self.cfg
+        self.client.seed = self.seed if self.greedy else hash_seed(self.seed, int(row["instance_id"]), j) & 0x7FFFFFFF
+        reasonings, _ = remote_reasonings(
+            self.client, self.tok, [self._messages(row)], [prompt_ids], max_tokens=c.max_reasoning_tokens,
+            do_sample=not self.greedy, temperature=c.temperature, top_p=c.top_p,
+            server_token_ids=bool(c.server_token_ids))
+        (rs, hidden, margin, _), = decide_instances(self.model, self.tok, [prompt_ids], reasonings,
+                                                   shared_prefix=c.shared_prefix, batch_size=c.batch_size)
+        return hidden.detach().float().cpu(), margin.detach().float().cpu(), rs
 
     def sample(self, row: dict[str, Any], j: int, prompt_ids=None):
         """(hidden [K, H], margin [K], reasonings) of reasoning sample ``j`` of one instance."""
         from r2bench.stablehash import hash_seed
 
         c = self.cfg
+        if prompt_ids is None:
+            prompt_ids = self.prompt_ids(row)
+        if self.client is not None:
+            return self.served_sample(row, j, prompt_ids)
         gen = None if self.greedy else torch.Generator(device=self.model.device).manual_seed(
             hash_seed(self.seed, int(row["instance_id"]), j))
         return instance_states(
-            self.model, self.tok, prompt_ids if prompt_ids is not None else self.prompt_ids(row), no_cot=c.no_cot,
+            self.model, self.tok, prompt_ids, no_cot=c.no_cot,
             max_reasoning_tokens=c.max_reasoning_tokens, do_sample=not self.greedy, temperature=c.temperature,
             top_p=c.top_p, generator=gen, shared_prefix=c.shared_prefix, batch_size=c.batch_size,
         )

@@ -105,18 +105,26 @@ def run_sft(cfg: SFTConfig, data_dir: str | Path, out_dir: str | Path, seed: int
             order = np.random.default_rng(hash_seed(seed, epoch)).permutation(len(examples))
             glob = [int(i) for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]  # the global batch
             shard = engine.shard([users[i] for i in glob])
-            mine = shard.own or shard.items[:1]
-            weights = torch.tensor([1.0] * len(shard.own) or [0.0], device=dev)
+            if cfg.micro_batch > 0:  # several passes, the same count on every process (zero-weight repeats)
+                mine, wts = shard.items, shard.weights
+                chunks = [list(range(i, min(i + cfg.micro_batch, len(mine)))) for i in range(0, len(mine), cfg.micro_batch)]
+            else:  # one pass over this process's examples
+                mine = shard.own or shard.items[:1]
+                wts = [1.0] * len(shard.own) or [0.0]
+                chunks = [list(range(len(mine)))]
             n_tok = sum(len(examples[i][0]) - examples[i][1] for i in glob)
             t0 = time.perf_counter()
-            with engine.micro_step(policy, last=True):
-                batch = examples_batch([examples[glob[j]] for j in mine], pad, dev)
-                nll, _ = response_nll(policy(batch), batch, weights)
-                engine.backward(nll * (engine.world_size / max(n_tok, 1)))
+            nll_sum = 0.0
+            for c, chunk in enumerate(chunks):
+                with engine.micro_step(policy, last=c == len(chunks) - 1):
+                    batch = examples_batch([examples[glob[mine[j]]] for j in chunk], pad, dev)
+                    nll, _ = response_nll(policy(batch), batch, torch.tensor([wts[j] for j in chunk], device=dev))
+                    engine.backward(nll * (engine.world_size / max(n_tok, 1)))
+                nll_sum += float(nll.detach())
             engine.step(policy, opt, cfg.grad_clip)
             step += 1
             dt = time.perf_counter() - t0
-            loss = engine.sum([float(nll.detach())])[0] / max(n_tok, 1)
+            loss = engine.sum([nll_sum])[0] / max(n_tok, 1)
             if logger is not None:
                 logger.write(SFTLog(step, epoch, loss, n_tok, n_tok / max(dt, 1e-9), dt, peak_memory_mb(dev)))
             pbar.update(1)

@@ -52,7 +52,11 @@ class SFTConfig(LoRASettings):
 
     backbone: str = "smollm2-135m"
     epochs: int = 1
+    #: examples per optimiser step (the global batch)
     batch_size: int = 4
+    #: examples per forward/backward pass, gradients accumulated up to batch_size (0 = the whole batch at once);
+    #: a memory knob, the step is the same: the activations kept for backward grow with the examples per pass
+    micro_batch: int = 0
     lr: float = 2e-5
     weight_decay: float = 0.0
     max_length: int = 1536
@@ -131,7 +135,7 @@ class RLConfig(LoRASettings, ClientConfig):
 
 
 @dataclass
-class FeatureConfig:
+class FeatureConfig(ClientConfig):
     """Frozen-LLM decision states cached once (``r2bench r2rank features``; ``r2bench.r2rank.features``).
 
     The states are read as ``r2bench run --method r2rank`` reads them with the same
@@ -165,6 +169,12 @@ class FeatureConfig:
     attn_implementation: str = "sdpa"
     #: torch CPU threads (0 = torch's default)
     threads: int = 0
+    #: who writes the reasonings: the frozen model itself (hf), or an OpenAI-compatible completions endpoint
+    #: serving the same weights (openai: vLLM; the client's base_url/model/concurrency/cache settings apply), the
+    #: decision states then read by one local prefill over prompt + reasoning (as ``r2bench run`` does)
+    generator: Literal["hf", "openai"] = "hf"
+    #: generator=openai: send prompt token ids and read generated ids (vLLM) instead of text
+    server_token_ids: bool = False
 
 
 @dataclass

@@ -135,7 +135,7 @@ def test_retokenize_in_context(tiny_tokenizer):
     assert retokenize(tok, prompt, pids, "") == []
 
 
-def test_openai_rollouts_need_a_frozen_llm(tiny_model_dir, tiny_benchmark):
+def test_openai_rollouts_of_a_full_finetune_are_refused(tiny_model_dir, tiny_benchmark):
     pytest.importorskip("openai")
     from r2bench.errors import R2BenchError
     from r2bench.r2rank.rl import RLTrainer, fresh_head
@@ -144,5 +144,5 @@ def test_openai_rollouts_need_a_frozen_llm(tiny_model_dir, tiny_benchmark):
 
     cfg = RLConfig(backbone=str(tiny_model_dir), variant="rl-only", generator="openai")
     model, tok = load_policy(cfg.backbone, cfg, device="cpu", dtype="float32")
-    with pytest.raises(R2BenchError, match="generator=openai needs variant=mlp-only"):
+    with pytest.raises(R2BenchError, match="needs a LoRA policy"):
         RLTrainer(cfg, model, tok, fresh_head(model.config.hidden_size, 8), tiny_benchmark, seed=0)

@@ -131,3 +131,29 @@ def test_mlp_only_rollouts_from_the_server(vllm_server, smollm2_dir, small_bench
     first = tr.evaluate(rows)
     sent = tr.rollouts.client.usage()["sent"]
     assert tr.evaluate(rows) == first and tr.rollouts.client.usage()["sent"] == sent  # greedy reasonings come from the cache
+
+
+def test_feature_cache_from_served_reasonings_matches_the_run(vllm_server, smollm2_dir, small_bench, tmp_path):
+    """``r2bench r2rank features --set generator=openai``: the engine writes the reasonings, the states are read
+    locally; greedy states equal what ``r2bench run`` scores, sampled ones differ per sample."""
+    from r2bench.r2rank.features import build_features, load_split
+    from r2bench.r2rank.train_config import FeatureConfig
+
+    cfg = FeatureConfig(backbone=str(smollm2_dir), generator="openai", base_url=vllm_server.base_url,
+                        model=vllm_server.alias, server_token_ids=True, max_reasoning_tokens=MAX_TOKENS, samples=2,
+                        temperature=1.0, train_instances="sample:1", shard_size=4, cache_path=str(tmp_path / "cache.sqlite"),
+                        concurrency=5, max_retries=1, timeout_s=600, device="cpu", dtype="float32", threads=1)
+    folders = build_features(cfg, small_bench, tmp_path / "feat", seed=0, splits=["train", "test"])
+    train, test = load_split(folders["train"]), load_split(folders["test"])
+    assert train.key["generation"]["generator"] == "openai" and train.hidden.shape[:3] == (1, 2, 5)
+    assert not torch.equal(train.hidden[0, 0], train.hidden[0, 1])  # two samples, two request seeds
+    run = _run(small_bench, vllm_server, smollm2_dir, tmp_path, server_token_ids=True)
+    rat = run.table("rationales").sort("instance_id")
+    first = int(rat["instance_id"][0])
+    k = int((test.instance_ids == first).nonzero()[0, 0])
+    margins = dict(zip(rat["item_id"].to_list(), rat["margin"].to_list()))
+    row = small_bench.split("test").filter(small_bench.split("test")["instance_id"] == first).to_dicts()[0]
+    for j, item in enumerate(row["candidates"]):
+        assert float(test.margin[k, 0, j]) == pytest.approx(margins[str(item)], abs=1e-4)
+    # the run was answered by the cache the greedy feature pass filled: the same requests
+    assert run.meta["info"]["llm"]["sent"] == 0

@@ -140,7 +140,9 @@ def test_a_refused_load_stops_the_run_and_full_finetuning_is_refused(vllm_server
     with pytest.raises(R2BenchError) as err:  # rank 32 > the server's --max-lora-rank 16
         run_rl(_cfg(vllm_server, smollm2_dir, tmp_path, steps=1, lora_r=32), small_bench, tmp_path / "rl32", seed=0)
     msg = str(err.value)
-    assert "load_lora_adapter" in msg and vllm_server.base_url in msg and "HTTP 4" in msg, msg
+    # vLLM answers a rank above --max-lora-rank with HTTP 500; the message names the route, the server and the cause
+    assert "load_lora_adapter" in msg and vllm_server.base_url in msg and "HTTP 500" in msg, msg
+    assert "--max-lora-rank" in msg, msg
     assert not (tmp_path / "rl32" / "final").exists()
     with pytest.raises(R2BenchError, match="needs a LoRA policy"):
         run_rl(_cfg(vllm_server, smollm2_dir, tmp_path, steps=1, lora_r=0), small_bench, tmp_path / "full", seed=0)

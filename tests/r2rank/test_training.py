@@ -347,3 +347,39 @@ def test_mlp_only_rollout_reads_the_decision_on_the_generation_cache(tiny_dir, p
         full = Policy(tr.model)(ro, logprobs=False, shared_prefix=False).hidden
     assert hidden.shape == full.shape and torch.allclose(hidden, full, atol=1e-5)
     assert ro.response_mask.sum() > 0
+
+
+def test_sft_micro_batches_give_the_same_step(tiny_dir, tmp_path):
+    """micro_batch is a memory knob: one pass of 4 examples and 4 passes of 1 accumulate the same gradient."""
+    import json
+
+    import polars as pl
+    from safetensors.torch import load_file
+
+    from r2bench.r2rank.sft import run_sft
+    from r2bench.r2rank.train_config import SFTConfig
+
+    msgs = [[{"role": "user", "content": f"History: Heat, Fargo. Candidate Item: Film {i}"}] for i in range(4)]
+    pl.DataFrame({"user_id": [f"u{i}" for i in range(4)], "instance_id": list(range(4)),
+                  "item_id": [f"i{i}" for i in range(4)], "label": [1, 0, 1, 0],
+                  "messages": [json.dumps(m) for m in msgs],
+                  "response": ["#Self-check: fine. <answer>Recommend</answer>", "<answer>Not Recommend</answer>"] * 2,
+                  "decision": ["Recommend", "Not Recommend"] * 2, "kept": [True] * 4}
+                 ).write_parquet(tmp_path / "sft_data.parquet")
+    states = {}
+    for mb in (0, 1, 3):
+        final = run_sft(SFTConfig(backbone=str(tiny_dir), batch_size=4, micro_batch=mb, lr=1e-2, checkpoint_every=0,
+                                  device="cpu", dtype="float32"), tmp_path, tmp_path / f"sft{mb}", seed=0)
+        states[mb] = load_file(str(final / "model.safetensors"))
+        losses = pl.read_csv(tmp_path / f"sft{mb}" / "log.csv")["loss"].to_list()
+        states[f"loss{mb}"] = losses
+    start = load_file(str(next(tiny_dir.glob("*.safetensors"))))
+    assert any(not torch.equal(states[0][k], start[k]) for k in start if k in states[0])  # the step moved the model
+    for mb in (1, 3):
+        assert states[f"loss{mb}"] == pytest.approx(states["loss0"], rel=1e-6)
+        # AdamW divides each gradient entry by its own magnitude, so the float rounding of a near-zero
+        # gradient summed in another order can move that entry by a fraction of the learning rate; every
+        # other entry agrees to float precision
+        diffs = torch.cat([(states[mb][k] - v).abs().flatten() for k, v in states[0].items()])
+        assert float(diffs.max()) < 0.01 * 1e-2
+        assert float((diffs > 1e-6).float().mean()) < 1e-3
