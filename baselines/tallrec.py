@@ -41,25 +41,33 @@ log = logging.getLogger(__name__)
 class TALLRecConfig(LoRASettings):
     """TALLRec (Bao et al. 2023): (user context, candidate) -> Yes/No, LoRA on the same backbone."""
 
+    #: the same backbones as R2Rank's (``smollm2-135m``, a folder in $R2BENCH_HOME/models, or a path)
     backbone: str = "smollm2-135m"
     lora_r: int = 8
     #: train instances used (0 = all), each giving its positive and ``negatives_per_positive`` negatives
     max_instances: int = 256
+    #: sampled negatives (other candidates of the instance) per positive
     negatives_per_positive: int = 1
+    #: passes over the training examples
     epochs: int = 1
     #: examples per optimiser step (whole instances are packed until a batch has at least this many)
     batch_size: int = 8
+    #: AdamW learning rate of the LoRA parameters
     lr: float = 3e-4
+    #: longest training example in tokens (prompt + answer; a longer prompt loses its oldest tokens)
     max_length: int = 1024
+    #: gradient norm clipping (0 = off)
     grad_clip: float = 1.0
     #: a trained TALLRec folder (adapter or merged model) to score with instead of fitting
     checkpoint: str | None = None
     #: where fit() saves its checkpoint (none = a temporary folder)
     save_to: str | None = None
+    #: candidates per forward pass when scoring
     score_batch: int = 20
+    #: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:N``
     device: str = "auto"
+    #: ``auto`` (bfloat16 on CUDA, float32 on CPU), ``float32``, ``bfloat16``, ``float16``
     dtype: str = "auto"
-
 
 
 INSTRUCTION = (

@@ -14,7 +14,7 @@ a module of this package that does is found and registered by
 
 Everything that makes runs, loads them, labels them and writes results is generic
 (:mod:`r2bench.analyses.suite`, :mod:`r2bench.analyses.study`), so adding an analysis is
-adding one module (and its test); see the README's "Adding an analysis".
+adding one module (and its test); see docs/extending.md, "Add an analysis".
 """
 
 from __future__ import annotations

@@ -215,12 +215,14 @@ def load_backbone(
 class LoRASettings:
     """LoRA through peft; ``lora_r=0`` means full fine-tuning."""
 
+    #: LoRA rank (0 = full fine-tuning)
     lora_r: int = 0
+    #: LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)
     lora_alpha: int = 16
+    #: dropout on the LoRA branch
     lora_dropout: float = 0.0
     #: module names to adapt ("all-linear" = every linear layer but the LM head)
     lora_targets: str = "all-linear"
-
 
 
 def load_policy(backbone: str, lora: LoRASettings, device: str = "auto", dtype: str = "auto", adapter: str | None = None):

@@ -45,22 +45,42 @@ class R2RankConfig(ClientConfig):
     instance decoded together (lower it for big models on small GPUs).
     """
 
+    #: ``smollm2-135m`` (the packaged GGUF, converted once), a folder in $R2BENCH_HOME/models, or a path
+    #: to a local Hugging Face causal-LM folder with a chat template
     backbone: str = "smollm2-135m"
+    #: a peft LoRA adapter folder, merged for inference
     adapter: str | None = None
+    #: ``auto`` (a head.safetensors next to the adapter or backbone, else zero-shot), ``none`` (the
+    #: zero-shot margin log P(Recommend) - log P(Not Recommend)) or a path to a head file
     head: str = "auto"
+    #: longest reasoning per candidate, in tokens (64 suits a CPU; use 512+ on a GPU)
     max_reasoning_tokens: int = 64
+    #: sample the reasonings instead of greedy decoding
     do_sample: bool = False
+    #: sampling temperature (with ``do_sample``)
     temperature: float = 0.7
+    #: nucleus sampling (with ``do_sample``)
     top_p: float | None = 0.95
+    #: rows (candidates) of one instance decoded together; lower it for big models on small GPUs
     batch_size: int = 20
+    #: instances decoded together; 0 = automatic: 1 on a CPU, as many as fit on a GPU
     instances_per_batch: int = 0
+    #: encode the instance's common prompt prefix once and reuse its KV cache (same scores, faster)
     shared_prefix: bool = True
+    #: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:N``
     device: str = "auto"
+    #: ``auto`` (bfloat16 on CUDA, float16 without bf16 support, float32 on CPU), ``float32``, ``bfloat16``, ``float16``
     dtype: str = "auto"
+    #: the transformers attention implementation (``sdpa``, ``eager``, ...)
     attn_implementation: str = "sdpa"
+    #: ask for the decision directly and skip the reasoning (ablation)
     no_cot: bool = False
+    #: torch CPU threads (0 = torch's default); on a busy shared CPU 1 is often faster than 2
     threads: int = 0
+    #: who writes the reasonings: the local model (``hf``) or an OpenAI-compatible completions
+    #: endpoint (``openai``: base_url, model, ... from the LLM client settings); the decision is local
     generator: Literal["hf", "openai"] = "hf"
+    #: with ``generator=openai``: send prompt token ids and read generated ids (vLLM) instead of text
     server_token_ids: bool = False
 
 
@@ -167,7 +187,7 @@ class R2RankMethod(BaseMethod):
                  n_inst, k, work, prompt_tokens, dev)
         if dev.type == "cpu" and c.generator == "hf" and not c.no_cot:
             log.info("r2rank: generating on a CPU is slow (SmolLM2-135M scored 0.75 candidates/s with 8 reasoning "
-                     "tokens on a busy 2-core box); the README's 'R2Rank on a CPU' settings keep it practical (--limit N, "
+                     "tokens on a busy 2-core box); the settings of docs/r2rank/inference.md, 'R2Rank on a CPU', keep it practical (--limit N, "
                      "--set max_reasoning_tokens=8, --set threads=1); an estimate follows the first instance")
 
     def score(self, benchmark: Any, instances: pl.DataFrame) -> np.ndarray:

@@ -34,10 +34,11 @@ training forward pass, so the first epoch's ratio is exactly 1); sampling at ano
 Who writes the reasonings is pluggable (:class:`RolloutSource`): the policy itself
 (``generator=hf``: the hand-written decoding loop, the decision read on the generation
 cache), or a serving engine behind an OpenAI-compatible endpoint (``generator=openai``,
-:class:`ServedRollouts`). A served source is told after every optimiser step
-(``after_step``), which is where a source that loads the updated LoRA adapter into the
-serving engine (vLLM's runtime LoRA loading) fits; until one does, a served source may
-only serve a frozen LLM (``mlp-only``).
+:class:`ServedRollouts`). A served source serves every variant: ``mlp-only`` from the frozen
+backbone, the others from a LoRA policy whose adapter is loaded into the engine (vLLM's
+runtime LoRA loading, ``r2bench.llm.lora_sync``) before the first rollout and after every
+``sync_every`` RL steps; the old log-probs and decision states are always the trainer's own
+forward pass over the returned tokens. A full fine-tune cannot be served (refused, with why).
 
 Training runs on the accelerate engine (``r2bench.lm.engine``) through the policy module
 (``r2bench.lm.policy.Policy``: the LLM and the head, one forward per pass): DDP, DeepSpeed
@@ -140,26 +141,63 @@ class RolloutSource:
 class ServedRollouts(RolloutSource):
     """Reasonings from an OpenAI-compatible completions endpoint serving the same backbone
     (``generator=openai``; ``r2bench.r2rank.remote``). Each process sends its own users' requests
-    to the one serving engine. The served model does not follow the policy's updates, so this
-    source serves ``mlp-only`` (the LLM frozen)."""
+    to the one serving engine.
+
+    Without ``sync`` the served model is the frozen backbone, so this source serves ``mlp-only``.
+    With a :class:`r2bench.llm.lora_sync.LoRASync` it follows a LoRA policy: before the first
+    rollout (the start of a run, or its resumption from a checkpoint) and after every
+    ``sync_every`` RL steps the main process saves the adapter and loads it into the engine
+    under a name of its own step (``<prefix>-step-000012``), every process waits for it, and the
+    following requests name that adapter as their ``model``. A greedy evaluation always
+    publishes the current step first, so it is never scored with a stale adapter. The PPO
+    ratio's old log-probs are the trainer's own recomputation of the sampled tokens, so the
+    small engine/trainer difference (kernels, dtype) sits inside the ratio (as verl and
+    OpenRLHF treat it).
+    """
 
     served = True
     follows_policy = False
 
-    def __init__(self, cfg: RLConfig, seed: int):
+    def __init__(self, cfg: RLConfig, seed: int, sync: Any = None):
         from r2bench.extras import require
         from r2bench.llm.client import LLMClient
 
         require("openai", purpose="RL rollouts with generator=openai")
-        self.cfg, self.seed = cfg, seed
+        self.cfg, self.seed, self.sync = cfg, seed, sync
+        self.follows_policy = sync is not None
         self.client = LLMClient(cfg, seed=seed, allow_partial=True)
+        self.published_step: int | None = None  # the step whose adapter the requests name
+
+    @property
+    def served_model(self) -> str:
+        """What the requests name as their ``model``: the base model, or the adapter of the latest published step."""
+        return self.client.config.model
+
+    def publish(self, trainer: "RLTrainer") -> None:
+        """Load the current adapter into the engine (main process) and name it in every process's requests."""
+        from r2bench.llm.lora_sync import adapter_name
+
+        with trainer.engine.full_parameters(trainer.policy):  # a collective where the engine shards parameters
+            if trainer.engine.is_main:
+                self.sync.publish(trainer.model, trainer.step)
+        trainer.engine.barrier()  # nobody asks for the adapter before it is loaded
+        self.client.config = dataclasses.replace(self.client.config, model=adapter_name(self.sync.prefix, trainer.step))
+        self.published_step = trainer.step
 
     def before_step(self, trainer: "RLTrainer") -> None:
+        if self.sync is not None and self.published_step is None:
+            self.publish(trainer)  # the policy a run starts or resumes from
         # fresh samples every step, the same request seed on every process (no rank in it)
         self.client.seed = hash_seed(self.seed, trainer.step, 0)
 
+    def after_step(self, trainer: "RLTrainer") -> None:
+        if self.sync is not None and trainer.step % max(1, int(self.cfg.sync_every)) == 0:
+            self.publish(trainer)
+
     def before_evaluation(self, trainer: "RLTrainer") -> None:
-        self.client.seed = int(self.seed)  # greedy: one cache entry per prompt, reused by every evaluation
+        if self.sync is not None and self.published_step != trainer.step:
+            self.publish(trainer)
+        self.client.seed = int(self.seed)  # greedy: one cache entry per prompt and policy, reused by re-runs
 
     def reasonings(self, trainer, rows, prompts, greedy):
         from r2bench.r2rank.remote import remote_reasonings
@@ -183,7 +221,7 @@ class RLTrainer:
     """
 
     def __init__(self, cfg: RLConfig, model, tokenizer, head, benchmark, seed: int = 0, engine=None,
-                 rollouts: RolloutSource | None = None):
+                 rollouts: RolloutSource | None = None, adapters_dir: str | Path | None = None):
         from r2bench.lm.engine import Engine
 
         self.cfg, self.model, self.tok, self.head = cfg, model, tokenizer, head
@@ -205,7 +243,8 @@ class RLTrainer:
         self.policy, self.optimizer = self.engine.prepare(Policy(model, head), optimizer, cfg.grad_clip)
         self.step = 0
         if rollouts is None:
-            rollouts = ServedRollouts(cfg, seed) if cfg.generator == "openai" else RolloutSource()
+            rollouts = (ServedRollouts(cfg, seed, self._lora_sync(adapters_dir)) if cfg.generator == "openai"
+                        else RolloutSource())
         if rollouts.served and not rollouts.follows_policy and not self.mlp_only:
             from r2bench.errors import R2BenchError
 
@@ -214,6 +253,31 @@ class RLTrainer:
                 f"cannot sample for variant {cfg.variant!r}); use generator=hf"
             )
         self.rollouts = rollouts
+
+    def _lora_sync(self, adapters_dir: str | Path | None):
+        """The adapter publisher of a moving policy served by an engine (None for mlp-only); refuses full FT."""
+        if self.mlp_only:
+            return None
+        from r2bench.errors import R2BenchError
+        from r2bench.lm.backbones import is_peft
+        from r2bench.llm.lora_sync import LoRASync
+        from r2bench.stablehash import stable_hash64
+
+        if not is_peft(self.model):
+            raise R2BenchError(
+                f"generator=openai with variant {self.cfg.variant!r} needs a LoRA policy (lora_r > 0): the adapter is "
+                "loaded into the serving engine after every step (vLLM: POST /v1/load_lora_adapter). A full fine-tune "
+                "would need the engine's base weights replaced every step, and vLLM's OpenAI server has no HTTP route "
+                "for that (its RL weight sync goes through an NCCL group opened by the trainer, as in verl and "
+                "OpenRLHF); set lora_r > 0, or use generator=hf")
+        if adapters_dir is None:
+            import tempfile
+
+            adapters_dir = tempfile.mkdtemp(prefix="r2bench-adapters-")
+        folder = Path(adapters_dir).resolve()
+        # one name space per run folder and seed: two runs against one server never load each other's adapters
+        prefix = f"r2rank-{stable_hash64(str(folder), self.seed) & 0xFFFFFFFF:08x}"
+        return LoRASync(self.cfg.base_url, folder, prefix=prefix, keep=2)
 
     # ------------------------------------------------------------------ rollouts
     def _prompt(self, row: dict[str, Any]):
@@ -531,7 +595,8 @@ def run_rl(cfg: RLConfig, benchmark, out_dir: str | Path, seed: int = 0, resume:
     else:
         head = fresh_head(hidden_size, cfg.head_hidden, dev)
     head.train()
-    trainer = RLTrainer(cfg, model, tokenizer, head, benchmark, seed=seed, engine=engine)
+    trainer = RLTrainer(cfg, model, tokenizer, head, benchmark, seed=seed, engine=engine,
+                        adapters_dir=out / "served-adapters")
     logger = CSVLog(out / "log.csv", tensorboard=cfg.tensorboard and main) if main else None
     if last is not None:
         state = ckpt.load_state(last)

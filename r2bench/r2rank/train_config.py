@@ -3,7 +3,7 @@
 Each is a dataclass with defaults, filled by :func:`r2bench.config.build_config`
 from ``--config file.yaml`` and ``--set key=value``. Defaults are sized for a
 CPU and the offline SmolLM2-135M backbone; the GPU recipe for Qwen2.5-1.5B/3B is
-in the README (r2rank-training section).
+in docs/r2rank/gpu.md; every key is listed in docs/reference/config.md (generated from here).
 """
 
 from __future__ import annotations
@@ -37,6 +37,13 @@ class SynthesizeConfig(ClientConfig):
     #: a JSONL file of teacher answers ({"instance_id", "item_id", "text"}) used instead of the API
     responses_file: str | None = None
     no_cot: bool = False
+    #: responses sampled per (instance, item) pair (each with its own request seed; all that match the label are kept)
+    samples_per_pair: int = 1
+    #: constrain the teacher to the three-part Figure 2 response: none (a real teacher such as DeepSeek-R1) |
+    #: regex (sent as vLLM's ``structured_outputs``: the offline stand-in teacher, e.g. a served SmolLM2)
+    structured_output: Literal["none", "regex"] = "none"
+    #: with structured_output=regex: the characters each of the three parts may take (min-max)
+    section_chars: str = "20-400"
 
 
 @dataclass
@@ -60,7 +67,8 @@ class RLConfig(LoRASettings, ClientConfig):
     """End-to-end RL under the Plackett-Luce surrogate (Algorithm 1).
 
     The LLM client's settings (``base_url``, ``model``, ``concurrency``, ``cache``...) are
-    used only by ``generator=openai`` (``mlp-only`` rollouts from a serving engine).
+    used only by ``generator=openai`` (rollouts from a serving engine; with a LoRA policy the
+    engine loads the adapter of every step, ``r2bench.llm.lora_sync``).
     """
 
     #: backbone name or folder; for ``sft+rl`` the SFT output folder
@@ -100,11 +108,15 @@ class RLConfig(LoRASettings, ClientConfig):
     micro_batch: int = 20
     #: instances decoded together in rollouts and evaluation (0 = automatic: 1 on CPU, as many as fit on a GPU)
     instances_per_batch: int = 0
-    #: who writes the reasonings: the policy itself (hf), or, for mlp-only (frozen LLM), an OpenAI-compatible
-    #: completions endpoint serving the same backbone (openai; decision states computed locally)
+    #: who writes the reasonings: the policy itself (hf), or an OpenAI-compatible completions endpoint serving
+    #: the same backbone (openai: vLLM; decision states and old log-probs computed locally; a policy that
+    #: moves must be LoRA, its adapter loaded into the engine after every sync_every steps)
     generator: Literal["hf", "openai"] = "hf"
     #: generator=openai: send prompt token ids and read generated ids (vLLM) instead of text
     server_token_ids: bool = False
+    #: generator=openai with a moving LoRA policy: publish the adapter to the engine every N RL steps
+    #: (1 = rollouts always from the current policy; more = fewer loads, rollouts up to N-1 steps stale)
+    sync_every: int = 1
     #: encode the instance's common prompt prefix once per forward pass and reuse its KV cache
     #: (same result; false runs all rows in full, for comparison: ``bench/r2rank_rl_step.py``)
     shared_prefix: bool = True

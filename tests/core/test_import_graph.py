@@ -1,6 +1,6 @@
 """The import graph of ``r2bench/`` and ``baselines/``, read from the source with ``ast``: no cycles, layers kept.
 
-The layers (:data:`LAYERS`, lowest first) are the README's "Architecture"; a module may
+The layers (:data:`LAYERS`, lowest first) are docs/architecture.md's; a module may
 import from its own layer and the ones below, and nothing may form a cycle.
 
 What counts as an import: every ``import`` / ``from ... import`` statement anywhere in a
@@ -157,7 +157,7 @@ def test_eval_does_not_import_analyses_report_or_leaderboard(graph):
     assert not bad, "eval/ must not know about analyses, reports or leaderboards:\n" + "\n".join(bad)
 
 
-#: lowest first; a module may import from its own layer and the ones below (README, "Architecture")
+#: lowest first; a module may import from its own layer and the ones below (docs/architecture.md)
 LAYERS = (
     ("shared leaves", ("r2bench.errors", "r2bench.paths", "r2bench.atomic", "r2bench.version", "r2bench.stablehash",
                        "r2bench.answer", "r2bench.registry", "r2bench.config", "r2bench.progress",
