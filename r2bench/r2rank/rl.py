@@ -594,6 +594,8 @@ def run_rl(cfg: RLConfig, benchmark, out_dir: str | Path, seed: int = 0, resume:
         head = ScoringHead.load(cfg.head, device=dev)
     else:
         head = fresh_head(hidden_size, cfg.head_hidden, dev)
+    # the head computes in float32 (with a bf16 backbone too), in float64 with a float64 backbone (exact comparisons)
+    head = head.to(torch.float64 if model.get_output_embeddings().weight.dtype == torch.float64 else torch.float32)
     head.train()
     trainer = RLTrainer(cfg, model, tokenizer, head, benchmark, seed=seed, engine=engine,
                         adapters_dir=out / "served-adapters")
