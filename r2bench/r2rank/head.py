@@ -81,8 +81,12 @@ class ScoringHead(nn.Module):
             meta = f.metadata() or {}
         if meta.get("format") != HEAD_FORMAT:
             raise R2BenchError(f"{path}: not an r2bench scoring head (metadata format {meta.get('format')!r})")
+        state = load_file(str(path))
         head = cls(**json.loads(meta["config"]))
-        head.load_state_dict(load_file(str(path)))
+        dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
+        if len(dtypes) == 1:  # keep the stored precision (a float64 head stays float64)
+            head = head.to(dtypes.pop())
+        head.load_state_dict(state)
         return head.to(device).eval()
 
 

@@ -17,6 +17,8 @@ uneven (one of them may have nothing: zero-weight repeats keep the passes equal)
 - ``tallrec``: one TALLRec optimizer step (LoRA) through ``TALLRecMethod.fit``;
 - ``resume``: ``run_rl`` for 2 steps straight, and 1 step then resumed to 2, in two
   output folders (the test compares the final folders and the logs);
+- ``cli``: ``r2bench r2rank rl --set ...`` itself (every process runs the command; only the main one
+  writes its log and final folder);
 - ``fsdp2`` (two processes only): the policy module under raw FSDP2 (``fully_shard`` of the
   root on a CPU device mesh) takes one AdamW step on per-user shards of a global batch, and
   greedy decoding runs inside ``Engine.full_parameters``; the single process runs the same
@@ -260,12 +262,27 @@ def check_fsdp2_layers(args, engine, bench, out: Path) -> None:
     (out / f"fsdp2-layers.rank{engine.rank}.json").write_text(json.dumps(facts, indent=1))
 
 
+def check_cli(args, engine, out: Path) -> None:
+    """``r2bench r2rank rl`` itself with ``--set`` options (under the launch: every process runs the CLI,
+    only the main one writes). Last: the command ends the engine (the process group) when it returns."""
+    from r2bench.cli import main as cli
+
+    sets = {"backbone": args.model, "steps": 1, "instances_per_step": 3, "ranking_samples": 2,
+            "max_reasoning_tokens": 2, "head_hidden": 16, "eval_instances": 0, "checkpoint_every": 0,
+            "device": "cpu", "dtype": "float64", "lr_head": 1e-2}
+    argv = ["r2rank", "rl", "--dataset", args.bench, "--out", str(out / "cli")]
+    for k, v in sets.items():
+        argv += ["--set", f"{k}={v}"]
+    rc = cli(argv)
+    (out / f"cli.rank{engine.rank}.json").write_text(json.dumps({"rc": rc}))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--bench", required=True)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--checks", default="sft,rl,tallrec,resume,fsdp2")
+    ap.add_argument("--checks", default="sft,rl,tallrec,resume,fsdp2,cli")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     os.environ.setdefault("R2BENCH_PROGRESS", "0")
@@ -291,6 +308,8 @@ def main(argv=None) -> None:
             check_fsdp2(args, engine, bench, out)
             if engine.world_size > 1:
                 check_fsdp2_layers(args, engine, bench, out)
+        if "cli" in checks:
+            check_cli(args, engine, out)
         (out / f"done.rank{engine.rank}").write_text("ok")
     finally:
         engine.end()

@@ -148,3 +148,18 @@ def test_fsdp2_per_layer_sharding_fails_with_the_shared_prefix(runs):
     facts = json.loads((runs / "multi" / "fsdp2-layers.rank0.json").read_text())
     assert "storage of size 0" in facts["shared_prefix=True"], facts
     assert facts["shared_prefix=False"] == "ok"
+
+
+def test_the_cli_under_accelerate_launch_takes_its_set_options_and_writes_once(runs):
+    """`r2bench r2rank rl --set ...` in every process: the same head as one process, one log row, rc 0."""
+    from safetensors.torch import load_file
+
+    for root, world in ((runs / "single", 1), (runs / "multi", 2)):
+        assert all(json.loads((root / f"cli.rank{r}.json").read_text())["rc"] == 0 for r in range(world))
+        rows = (root / "cli" / "log.csv").read_text().strip().splitlines()
+        assert [r.split(",")[0] for r in rows[1:]] == ["1"], rows  # written once, by the main process
+        meta = json.loads((root / "cli" / "final" / "r2rank_train.json").read_text())
+        assert meta["processes"] == world and meta["config"]["instances_per_step"] == 3  # the --set values
+    one = load_file(str(runs / "single" / "cli" / "final" / "head.safetensors"))
+    two = load_file(str(runs / "multi" / "cli" / "final" / "head.safetensors"))
+    assert _max_diff(one, two) <= TOL and any(float(v.abs().max()) > 0 for k, v in one.items() if k == "net.4.weight")

@@ -383,3 +383,18 @@ def test_sft_micro_batches_give_the_same_step(tiny_dir, tmp_path):
         diffs = torch.cat([(states[mb][k] - v).abs().flatten() for k, v in states[0].items()])
         assert float(diffs.max()) < 0.01 * 1e-2
         assert float((diffs > 1e-6).float().mean()) < 1e-3
+
+
+def test_old_logprobs_in_micro_batches_equal_one_pass(tiny_dir, planted):
+    """micro_batch also splits the rollout's no-gradient pass (memory): the same old log-probs and states."""
+    tr, _ = _trainer(tiny_dir, planted, max_reasoning_tokens=3)
+    row = planted.split("train").to_dicts()[2]
+    _, ro, _ = tr.scores_of(row, greedy=False, generator=torch.Generator().manual_seed(7))
+    module = tr.engine.unwrap(tr.policy)
+    with torch.no_grad():
+        full_lp, full_h = tr._old_logprobs(module, ro)
+        tr.cfg.micro_batch = 3
+        lp, h = tr._old_logprobs(module, ro)
+    assert ro.decision_row.max() >= ro.n_candidates  # extra decision rows are part of the chunks
+    assert torch.allclose(lp, full_lp, atol=1e-5) and torch.allclose(h, full_h, atol=1e-5)
+    assert float(lp.abs().sum()) > 0
