@@ -92,6 +92,9 @@ _R("tallrec", "baselines.tallrec:TALLRecMethod",
 _R("prompt4nr", "baselines.prompt4nr:Prompt4NRMethod",
    "Prompt4NR: cloze-prompt fine-tuning (relevance/emotion/action/utility templates) on the same backbone",
    extra="train")
+_R("r2ec", "baselines.r2ec:R2ecMethod",
+   "R2ec: a reasoning LLM whose <answer> state is matched to LLM item embeddings, trained by RecPO",
+   extra="train")
 del _R
 
 
