@@ -102,7 +102,7 @@ class _LLMMethod(BaseMethod):
         return self._client
 
     def _prompts(self, benchmark: "Benchmark", instances: "pl.DataFrame", **kw: Any) -> list[Any]:
-        from r2bench.r2rank.prompts import instance_prompt
+        from r2bench.lm.prompts import instance_prompt
 
         records = benchmark.item_records()
         return [
@@ -184,7 +184,7 @@ class ListwiseMethod(_LLMMethod):
     def score(self, benchmark: "Benchmark", instances: "pl.DataFrame") -> np.ndarray:
         from baselines.llm_prompts import listwise_messages
         from r2bench.llm.parse import parse_ranking, ranking_scores
-        from r2bench.r2rank.prompts import render_item
+        from r2bench.lm.prompts import render_item
 
         cfg = self.config
         records = benchmark.item_records()

@@ -1,7 +1,7 @@
 """The prompt templates of the LLM-API baselines, in one readable place.
 
 Every LLM method sees the same user context: it is rendered by
-``r2bench.r2rank.prompts`` (profile, then the history oldest first with dates,
+``r2bench.lm.prompts`` (profile, then the history oldest first with dates,
 titles and key fields), the same code the R2Rank model and ``llm-reflective``
 (the paper's Figure 2 template, also defined there) use.
 

@@ -1,17 +1,17 @@
-"""TALLRec (Bao et al. 2023) on the R2Rank machinery: LoRA-tuned Yes/No relevance.
+"""TALLRec (Bao et al. 2023) on the shared LLM layer (``r2bench.lm``): LoRA-tuned Yes/No relevance.
 
 As in the paper's protocol (section 4.1.3), TALLRec is trained on the same backbone
 as R2Rank: LoRA fine-tuning of the causal LM on (user context, candidate) ->
 ``Yes`` / ``No`` built from train instances (each instance's positive and
 ``negatives_per_positive`` of its other candidates, seeded), with the loss on the
-answer tokens only (``r2bench.r2rank.sft``). The user context is exactly the one the
-R2Rank prompts show (profile + history, ``r2bench.r2rank.prompts``); only the
+answer tokens only (``r2bench.lm.examples``). The user context is exactly the one the
+R2Rank prompts show (profile + history, ``r2bench.lm.prompts``); only the
 instruction differs: TALLRec asks for a one-word answer. The score of a candidate is
 ``logit(Yes) - logit(No)`` of the first answer token.
 
 An instance's examples differ only in the candidate (last in the prompt), so both
 fitting and scoring encode the instance's common prompt prefix once and share its
-KV cache (``r2bench.r2rank.shared_prefix``; gradients flow back through it): a
+KV cache (``r2bench.lm.shared_prefix``; gradients flow back through it): a
 batch packs whole instances, and one forward + backward pass per instance covers
 its positive and all its negatives.
 
@@ -26,15 +26,41 @@ import logging
 import tempfile
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
 
+from r2bench.lm.backbones import LoRASettings
 from r2bench.methods import BaseMethod
-from r2bench.r2rank.train_config import TALLRecConfig
 
 log = logging.getLogger(__name__)
+
+@dataclass
+class TALLRecConfig(LoRASettings):
+    """TALLRec (Bao et al. 2023): (user context, candidate) -> Yes/No, LoRA on the same backbone."""
+
+    backbone: str = "smollm2-135m"
+    lora_r: int = 8
+    #: train instances used (0 = all), each giving its positive and ``negatives_per_positive`` negatives
+    max_instances: int = 256
+    negatives_per_positive: int = 1
+    epochs: int = 1
+    #: examples per optimiser step (whole instances are packed until a batch has at least this many)
+    batch_size: int = 8
+    lr: float = 3e-4
+    max_length: int = 1024
+    grad_clip: float = 1.0
+    #: a trained TALLRec folder (adapter or merged model) to score with instead of fitting
+    checkpoint: str | None = None
+    #: where fit() saves its checkpoint (none = a temporary folder)
+    save_to: str | None = None
+    score_batch: int = 20
+    device: str = "auto"
+    dtype: str = "auto"
+
+
 
 INSTRUCTION = (
     "Given the user's history below, decide whether the user will like the candidate item. "
@@ -78,7 +104,7 @@ class TALLRecMethod(BaseMethod):
     # ---------------------------------------------------------------- data
     def _examples(self, benchmark) -> list[list[tuple[list[dict[str, str]], str]]]:
         """Per train instance (a seeded sample): its positive and sampled negatives as (messages, answer)."""
-        from r2bench.r2rank.prompts import instance_prompt
+        from r2bench.lm.prompts import instance_prompt
         from r2bench.stablehash import stable_rng as _stable_rng
 
         c = self.config
@@ -115,9 +141,9 @@ class TALLRecMethod(BaseMethod):
         import torch
 
         from r2bench.progress import bar
-        from r2bench.r2rank.backbones import load_backbone
-        from r2bench.r2rank.sft import encode_example, prefix_sft_loss
-        from r2bench.r2rank.trainutil import load_policy, save_policy
+        from r2bench.lm.backbones import load_backbone, load_policy
+        from r2bench.lm.checkpoints import save_policy
+        from r2bench.lm.examples import encode_example, prefix_sft_loss
         from r2bench.stablehash import hash_seed
 
         c = self.config
@@ -181,9 +207,9 @@ class TALLRecMethod(BaseMethod):
         import torch
 
         from r2bench.progress import bar
-        from r2bench.r2rank.ppo import chat_prompt_ids
-        from r2bench.r2rank.prompts import instance_prompt
-        from r2bench.r2rank.shared_prefix import pad_rows, prefix_forward, split_prefix
+        from r2bench.lm.generation import chat_prompt_ids
+        from r2bench.lm.policy import Policy, last_position_batch
+        from r2bench.lm.prompts import instance_prompt
 
         if self.model is None:
             self.fit(benchmark)
@@ -191,17 +217,16 @@ class TALLRecMethod(BaseMethod):
         recs = benchmark.item_records()
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         dev = self.model.get_output_embeddings().weight.device
+        policy = Policy(self.model)
         out = np.zeros((instances.height, benchmark.k), dtype=np.float64)
         with bar(total=instances.height, desc="TALLRec score", unit="inst") as b, torch.no_grad():
             for i, row in enumerate(instances.iter_rows(named=True)):
                 ip = instance_prompt(row, recs, benchmark.profile_fields)
                 prompts = [chat_prompt_ids(self.tokenizer, tallrec_messages(ip.context, t)) for t in ip.item_texts]
                 for s in range(0, len(prompts), self.config.score_batch):
-                    prefix, rest = split_prefix(prompts[s:s + self.config.score_batch])
-                    ids, attn = pad_rows(rest, pad, dev, left=True)  # every row ends in the last column
-                    h = prefix_forward(self.model, prefix, ids, attn)[:, -1]
-                    logits = self.model.get_output_embeddings()(h).float()
-                    out[i, s:s + len(rest)] = (logits[:, yes] - logits[:, no]).cpu().numpy()
+                    chunk = prompts[s:s + self.config.score_batch]  # the answer word's logits at each last token
+                    logits = policy(last_position_batch(chunk, pad, dev, vocab_ids=[yes, no], decisions=False)).vocab_logits
+                    out[i, s:s + len(chunk)] = (logits[:, 0] - logits[:, 1]).cpu().numpy()
                 b.update(1)
         return out
 

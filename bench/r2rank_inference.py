@@ -64,9 +64,11 @@ def main() -> None:
     import torch
 
     from r2bench.data.benchmark import load_benchmark
-    from r2bench.r2rank.backbones import load_backbone
-    from r2bench.r2rank.inference import common_prefix_len, encode_prompts, score_prompts
-    from r2bench.r2rank.prompts import instance_prompt
+    from r2bench.lm.backbones import load_backbone
+    from r2bench.lm.generation import encode_prompts
+    from r2bench.lm.kvcache import common_prefix_len
+    from r2bench.r2rank.inference import score_prompts
+    from r2bench.lm.prompts import instance_prompt
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)

@@ -58,7 +58,7 @@ def main() -> None:
     from r2bench.data.synthetic import make_synthetic_benchmark
     from r2bench.r2rank.rl import RLTrainer, fresh_head
     from r2bench.r2rank.train_config import RLConfig
-    from r2bench.r2rank.trainutil import load_policy
+    from r2bench.lm.backbones import load_policy
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -83,7 +83,7 @@ def main() -> None:
 
     train = bench.split("train").to_dicts()  # a seeded sample, as training draws them
     rows = [train[i] for i in np.random.default_rng(0).permutation(len(train))[: args.steps * args.batch]]
-    from r2bench.r2rank.inference import common_prefix_len
+    from r2bench.lm.kvcache import common_prefix_len
 
     prompts = [tr._prompt_ids(r) for r in rows]
     plen = statistics.mean(statistics.mean(map(len, ps)) for ps in prompts)

@@ -126,9 +126,11 @@ def main() -> None:
     import torch
 
     from r2bench.data.benchmark import load_benchmark
+    from r2bench.lm import generation as G
+    from r2bench.lm import kvcache as KV
     from r2bench.r2rank import inference as I
-    from r2bench.r2rank.backbones import choose_device, choose_dtype, load_backbone
-    from r2bench.r2rank.prompts import instance_prompt
+    from r2bench.lm.backbones import choose_device, choose_dtype, load_backbone
+    from r2bench.lm.prompts import instance_prompt
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -152,15 +154,15 @@ def main() -> None:
     else:
         model, tok = load_backbone(args.backbone, device=dev, dtype=args.dtype)
         name = args.backbone
-    device = I.model_device(model)
-    prompts = [I.encode_prompts(tok, m) for m in messages]
+    device = KV.model_device(model)
+    prompts = [G.encode_prompts(tok, m) for m in messages]
     n_cand = sum(len(p) for p in prompts)
     lens = [len(x) for p in prompts for x in p]
     print(f"model={name} ({sum(p.numel() for p in model.parameters()) / 1e6:.0f}M params, {model.dtype}) "
           f"device={device} dataset={bench.name} instances={len(rows)} candidates={n_cand} "
           f"max_new_tokens={args.max_new_tokens} batch={args.batch} threads={torch.get_num_threads()}")
     print(f"prompt tokens: mean {sum(lens) / len(lens):.0f}, shared prefix mean "
-          f"{sum(I.common_prefix_len(p) for p in prompts) / len(prompts):.0f}", flush=True)
+          f"{sum(KV.common_prefix_len(p) for p in prompts) / len(prompts):.0f}", flush=True)
     if device.type == "cuda":  # warm-up: kernels, allocator
         I.reason_and_decide_instances(model, tok, prompts[:1], max_new_tokens=2)
 

@@ -1,6 +1,6 @@
 """The answer format: how a model states its decision, shared by every producer and reader of it.
 
-The R2Rank prompt (``r2bench.r2rank.prompts``) asks for it, the R2Rank model's
+The R2Rank prompt (``r2bench.lm.prompts``) asks for it, the R2Rank model's
 scoring head reads the token after :data:`ANSWER_OPEN`, SFT data synthesis keeps
 teacher answers by it, and the LLM-API baselines (``r2bench.llm.parse``) parse it:
 ``<answer>Recommend</answer>`` or ``<answer>Not Recommend</answer>``.

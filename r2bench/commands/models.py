@@ -17,7 +17,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from r2bench import paths
-    from r2bench.r2rank.backbones import SMOLLM2, convert_smollm2, list_backbones
+    from r2bench.lm.backbones import SMOLLM2, convert_smollm2, list_backbones
 
     if args.convert:
         print(f"{SMOLLM2}: converted into {convert_smollm2()}")

@@ -67,7 +67,7 @@ def run(args) -> int:
 
     require("torch", purpose="R2Rank training")
     require("transformers", purpose="R2Rank training")
-    from r2bench.r2rank.trainutil import DistContext
+    from r2bench.lm.distributed import DistContext
 
     if stage in ("features", "head"):
         return _frozen(stage, args, overrides)

@@ -17,22 +17,8 @@ from typing import Any
 
 import torch
 
-from r2bench.r2rank.head import answer_token_ids
-from r2bench.r2rank.kvcache import RowBatch, forward_rows, model_device, new_cache, pad_id, pad_rows, start_rows
-from r2bench.answer import ANSWER_OPEN
-
-
-def decision_body(tokenizer: Any, reasoning_ids: Sequence[int]) -> list[int]:
-    """The reasoning's token ids before its last ``<answer>`` (all of them when there is none)."""
-    ids = list(reasoning_ids)
-    text = tokenizer.decode(ids, skip_special_tokens=False)
-    at = text.rfind(ANSWER_OPEN)
-    if at < 0:
-        return ids
-    for j in range(len(ids) + 1):  # first prefix whose text reaches the tag
-        if len(tokenizer.decode(ids[:j], skip_special_tokens=False)) > at:
-            return ids[: j - 1] if j > 0 else []
-    return ids
+from r2bench.lm.generation import answer_token_ids, decision_body
+from r2bench.lm.kvcache import RowBatch, forward_rows, model_device, new_cache, pad_id, pad_rows, start_rows
 
 
 def decision_suffixes(tokenizer: Any, suffixes: Sequence[Sequence[int]], reasonings: Sequence[Any]) -> list[list[int]]:

@@ -6,7 +6,7 @@ backbone, the adapter, the prompt, the reasoning and the generation settings, ne
 the head. So each ``(instance, candidate, reasoning sample)`` state is computed once,
 with exactly the code path of ``r2bench run --method r2rank``
 (:func:`r2bench.r2rank.inference.reason_and_decide` on the prompts of
-:func:`r2bench.r2rank.prompts.instance_prompt`), and the head is then trained on the
+:func:`r2bench.lm.prompts.instance_prompt`), and the head is then trained on the
 cache for as many epochs as it takes (``r2bench.r2rank.head_training``).
 
 Layout: ``<features_dir>/<split>-<key hash>/`` holds ``key.json`` (what the states
@@ -85,7 +85,7 @@ def weights_digest(folder: str | Path) -> str:
 
 def template_digest(tokenizer: Any) -> str:
     """sha256 of what shapes a prompt: the Figure 2 texts, the length limits and the chat template."""
-    from r2bench.r2rank import prompts as P
+    from r2bench.lm import prompts as P
 
     parts = {"task": P.TASK_TEXT, "requirements": P.REQUIREMENTS_TEXT, "direct": P.DIRECT_REQUIREMENTS_TEXT,
              "limits": repr(P.DEFAULT_LIMITS), "chat_template": str(getattr(tokenizer, "chat_template", ""))}
@@ -147,8 +147,8 @@ class StateComputer:
         self.seed = int(seed)
 
     def prompt_ids(self, row: dict[str, Any]) -> list[list[int]]:
-        from r2bench.r2rank.inference import encode_prompts
-        from r2bench.r2rank.prompts import instance_prompt
+        from r2bench.lm.generation import encode_prompts
+        from r2bench.lm.prompts import instance_prompt
 
         ip = instance_prompt(row, self.records, self.profile_fields, no_cot=self.cfg.no_cot)
         return encode_prompts(self.tok, ip.all_messages())

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -100,20 +98,3 @@ def find_head(spec: str | None, *folders: str | Path | None) -> Path | None:
     if not p.is_file():
         raise R2BenchError(f"head {spec!r}: no such file {p}")
     return p
-
-
-def answer_token_ids(tokenizer: Any) -> dict[str, list[int]]:
-    """Token ids of the answer tag and the two decisions, tokenized on their own.
-
-    ``open``: ``<answer>``; ``recommend`` / ``not_recommend``: the decision words that
-    follow it directly (no leading space, as the template writes them).
-    """
-    from r2bench.answer import ANSWER_OPEN, NOT_RECOMMEND, RECOMMEND
-
-    def enc(s: str) -> list[int]:
-        ids = tokenizer(s, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise R2BenchError(f"the tokenizer maps {s!r} to no tokens")
-        return list(ids)
-
-    return {"open": enc(ANSWER_OPEN), "recommend": enc(RECOMMEND), "not_recommend": enc(NOT_RECOMMEND)}

@@ -184,7 +184,7 @@ def run_head_training(cfg: Any, benchmark: Any, out_dir: str | Path, seed: int =
     """
     from r2bench.atomic import atomic_path, write_json
     from r2bench.r2rank.features import build_features, load_split
-    from r2bench.r2rank.trainutil import CSVLog
+    from r2bench.lm.checkpoints import CSVLog
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

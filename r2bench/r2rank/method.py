@@ -107,7 +107,7 @@ class R2RankMethod(BaseMethod):
         if self.model is not None:
             return
         from r2bench.errors import R2BenchError
-        from r2bench.r2rank.backbones import load_backbone, resolve_backbone
+        from r2bench.lm.backbones import load_backbone, resolve_backbone
         from r2bench.r2rank.head import ScoringHead, find_head
 
         c = self.config
@@ -134,7 +134,7 @@ class R2RankMethod(BaseMethod):
 
     def set_model(self, model: Any, tokenizer: Any, head: Any = None) -> None:
         """Use an already loaded model (training code, tests)."""
-        from r2bench.r2rank.backbones import prepare_tokenizer
+        from r2bench.lm.backbones import prepare_tokenizer
 
         self.model, self.tokenizer, self.head = model, prepare_tokenizer(tokenizer), head
 
@@ -174,9 +174,9 @@ class R2RankMethod(BaseMethod):
         import torch
 
         from r2bench.progress import bar
-        from r2bench.r2rank.inference import encode_prompts
+        from r2bench.lm.generation import encode_prompts
         from r2bench.r2rank.memory import auto_instances_per_batch
-        from r2bench.r2rank.prompts import instance_prompt
+        from r2bench.lm.prompts import instance_prompt
 
         self.load()
         c = self.config

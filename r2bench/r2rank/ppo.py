@@ -30,6 +30,8 @@ from typing import Literal
 
 import torch
 
+from r2bench.lm.policy import PolicyBatch
+
 Reduction = Literal["sum", "token-mean", "seq-mean"]
 
 
@@ -93,65 +95,43 @@ def ppo_loss(
     return -objective, stats
 
 
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """``log softmax(logits)[t, tokens[t]]`` for ``logits [N, T, V]`` and ``tokens [N, T]`` (memory-light).
-
-    ``logits[:, t]`` must be the prediction for ``tokens[:, t]`` (shift before calling).
-    """
-    logits = logits.float()
-    picked = torch.gather(logits, -1, tokens.unsqueeze(-1)).squeeze(-1)
-    return picked - torch.logsumexp(logits, dim=-1)
-
 
 # ---------------------------------------------------------------------------
-# The token-level policy: sampled rollouts with their old log-probs, and the
-# forward pass that gives new log-probs and the decision hidden states.
+# The token-level policy's rollouts: sampled reasonings with their old log-probs,
+# laid out as a batch of the policy module (``r2bench.lm.policy``), which gives the new
+# log-probs and the decision hidden states in one forward pass.
 # ---------------------------------------------------------------------------
 
 
-@dataclass
-class Rollout:
+@dataclass(kw_only=True)
+class Rollout(PolicyBatch):
     """The sampled reasonings of K candidates laid out for one batched forward pass.
 
-    Rows are ``[shared prompt prefix (prefix_len) | left-padded rest of the prompt |
-    right-padded response (width R)]``; the prompt part is ``prompt_width`` columns
-    wide, so token ``t`` of row ``i``'s response sits at column ``prompt_width + t``.
-    The prefix columns are the same in every row (the instance's instructions and
-    user context), which lets :func:`policy_forward` encode them once. Rows ``0..K-1`` are
-    the candidates' responses (the EOS token included when the model stopped with
-    it); ``response_mask`` ``[rows, R]`` marks the generated tokens that the PPO loss
-    sees. The scoring head reads the hidden state at the *decision position*, defined
-    exactly as in ``r2bench.r2rank.inference``: the last token of ``prompt + reasoning
-    body + <answer>``, the body being the reasoning before its last ``<answer>``.
-    When the response itself continues its body with those ``<answer>`` tokens, the
-    decision is read in the candidate's own row (``decision_row[k] = k``); otherwise
-    (unfinished, malformed, or tokenised differently) an extra row ``prompt + body +
-    <answer>`` with an all-zero response mask is added for it. Causal attention makes
-    both give the same hidden state as the inference path.
+    A :class:`r2bench.lm.policy.PolicyBatch` (``Policy(lm, head)(rollout)`` gives the
+    response log-probs, the decision states and the head's scores). Rows are ``[shared
+    prompt prefix (prefix_len) | left-padded rest of the prompt | right-padded response
+    (width R)]``; the prompt part is ``prompt_width`` columns wide, so token ``t`` of row
+    ``i``'s response sits at column ``prompt_width + t``. The prefix columns are the same in
+    every row (the instance's instructions and user context), which lets the policy encode
+    them once. Rows ``0..K-1`` are the candidates' responses (the EOS token included when
+    the model stopped with it); ``response_mask`` ``[rows, R]`` marks the generated tokens
+    that the PPO loss sees. The scoring head reads the hidden state at the *decision
+    position*, defined exactly as in ``r2bench.r2rank.inference``: the last token of
+    ``prompt + reasoning body + <answer>``, the body being the reasoning before its last
+    ``<answer>``. When the response itself continues its body with those ``<answer>``
+    tokens, the decision is read in the candidate's own row (``decision_row[k] = k``);
+    otherwise (unfinished, malformed, or tokenised differently) an extra row ``prompt + body
+    + <answer>`` with an all-zero response mask is added for it. Causal attention makes both
+    give the same hidden state as the inference path.
     """
 
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    response_mask: torch.Tensor
-    prompt_width: int
-    decision_row: torch.Tensor  # [K]
-    decision_col: torch.Tensor  # [K]
     texts: list[str]
     finished: list[bool]
     old_logprobs: torch.Tensor | None = None
-    prefix_len: int = 0
 
     @property
     def n_candidates(self) -> int:
         return len(self.texts)
-
-    @property
-    def response_width(self) -> int:
-        return self.response_mask.shape[1]
-
-    @property
-    def response_ids(self) -> torch.Tensor:
-        return self.input_ids[:, self.prompt_width: self.prompt_width + self.response_width]
 
     def select(self, cands: list[int]) -> "Rollout":
         """The rollout of a subset of candidates (their rows and their extra decision rows)."""
@@ -173,10 +153,9 @@ class Rollout:
 
 
 def build_rollout(tokenizer, prompt_ids, reasonings, max_new_tokens: int, eos_id: int | None, device) -> Rollout:
-    """Lay out prompts and ``r2bench.r2rank.inference.Reasoning`` objects as a :class:`Rollout`."""
-    from r2bench.r2rank.head import answer_token_ids
-    from r2bench.r2rank.inference import decision_body
-    from r2bench.r2rank.shared_prefix import pad_rows, split_prefix
+    """Lay out prompts and ``r2bench.lm.generation.Reasoning`` objects as a :class:`Rollout`."""
+    from r2bench.lm.generation import answer_token_ids, decision_body
+    from r2bench.lm.policy import layout_rows
 
     open_ids = answer_token_ids(tokenizer)["open"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -196,20 +175,13 @@ def build_rollout(tokenizer, prompt_ids, reasonings, max_new_tokens: int, eos_id
         dec_len.append(len(body) + len(open_ids))
     rows_prompt = [prompt_ids[i] for i in range(k)] + [prompt_ids[i] for i, _ in extras]
     rows_resp = responses + [seq for _, seq in extras]
-    prefix, rests = split_prefix(rows_prompt)
-    p, n = len(prefix), len(rows_prompt)
-    rest_ids, rest_mask = pad_rows(rests, pad, "cpu", left=True)
-    resp_ids, resp_attn = pad_rows(rows_resp, pad, "cpu", left=False)
-    ids = torch.cat([torch.tensor([prefix], dtype=torch.long).expand(n, p), rest_ids, resp_ids], dim=1)
-    attn = torch.cat([torch.ones((n, p), dtype=torch.long), rest_mask, resp_attn], dim=1)
-    resp_mask = resp_attn.clone()
-    resp_mask[k:] = 0  # the extra decision rows are read, never trained on
-    width = p + rest_ids.shape[1]  # the prompt part: prefix + the widest rest of a prompt
+    b = layout_rows(rows_prompt, rows_resp, pad, device)
+    b.response_mask[k:] = 0  # the extra decision rows are read, never trained on
     return Rollout(
-        input_ids=ids.to(device), attention_mask=attn.to(device), response_mask=resp_mask.to(device),
-        prompt_width=width, decision_row=torch.tensor(dec_row, device=device),
-        decision_col=torch.tensor([width + d - 1 for d in dec_len], device=device),
-        texts=[r.text for r in reasonings], finished=[bool(r.finished) for r in reasonings], prefix_len=p,
+        input_ids=b.input_ids, attention_mask=b.attention_mask, response_mask=b.response_mask,
+        prompt_width=b.prompt_width, prefix_len=b.prefix_len, decision_row=torch.tensor(dec_row, device=device),
+        decision_col=torch.tensor([b.prompt_width + d - 1 for d in dec_len], device=device),
+        texts=[r.text for r in reasonings], finished=[bool(r.finished) for r in reasonings],
     )
 
 
@@ -217,7 +189,7 @@ def build_rollout(tokenizer, prompt_ids, reasonings, max_new_tokens: int, eos_id
 def sample_rollout(model, tokenizer, prompt_ids, max_new_tokens: int, *, greedy: bool = False,
                    temperature: float = 1.0, generator: torch.Generator | None = None) -> Rollout:
     """Sample (or greedily decode) one reasoning per prompt with the shared-prefix generator."""
-    from r2bench.r2rank.inference import generate_reasonings
+    from r2bench.lm.generation import generate_reasonings
 
     reasonings = generate_reasonings(
         model, tokenizer, prompt_ids, max_new_tokens=max_new_tokens, do_sample=not greedy,
@@ -228,7 +200,7 @@ def sample_rollout(model, tokenizer, prompt_ids, max_new_tokens: int, *, greedy:
 
 def rollout_of(model, tokenizer, prompt_ids, reasonings, max_new_tokens: int) -> Rollout:
     """:func:`build_rollout` on the model's device with its EOS token."""
-    from r2bench.r2rank.inference import eos_ids
+    from r2bench.lm.generation import eos_ids
 
     eos = tokenizer.eos_token_id
     if eos is None:
@@ -236,40 +208,3 @@ def rollout_of(model, tokenizer, prompt_ids, reasonings, max_new_tokens: int) ->
         eos = stops[0] if stops else None
     device = model.get_output_embeddings().weight.device
     return build_rollout(tokenizer, prompt_ids, reasonings, max_new_tokens, eos, device)
-
-
-@dataclass
-class PolicyOutput:
-    logprobs: torch.Tensor  #: [rows, R] log-probs of the response tokens (0 where masked)
-    hidden: torch.Tensor  #: [K, H] last-layer hidden state at each candidate's decision position
-
-
-def policy_forward(model, rollout: Rollout, need_logprobs: bool = True, shared_prefix: bool = True) -> PolicyOutput:
-    """One forward pass: response-token log-probs and the decision hidden states.
-
-    With ``shared_prefix`` (default) the rollout's common prompt prefix is encoded
-    once and its KV cache reused by every row (``r2bench.r2rank.shared_prefix``);
-    ``False`` runs every row in full (same values; kept for tests and comparison).
-    Only the response block goes through the LM head (the vocabulary projection of
-    the prompt would cost gigabytes for a 50k vocabulary and is not needed).
-    """
-    from r2bench.r2rank.shared_prefix import prefix_forward
-
-    p0 = rollout.prefix_len if shared_prefix else 0
-    prefix = rollout.input_ids[0, :p0].tolist()
-    h = prefix_forward(model, prefix, rollout.input_ids[:, p0:], rollout.attention_mask[:, p0:])
-    hidden = h[rollout.decision_row, rollout.decision_col - p0]
-    p, r = rollout.prompt_width - p0, rollout.response_width
-    if need_logprobs:
-        logits = model.get_output_embeddings()(h[:, p - 1: p + r - 1])
-        lp = token_logprobs(logits, rollout.response_ids) * rollout.response_mask
-    else:
-        lp = torch.zeros((h.shape[0], r), device=h.device)
-    return PolicyOutput(logprobs=lp, hidden=hidden)
-
-
-def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
-    """Token ids of a chat prompt ending with the assistant turn's opening (as in inference)."""
-    from r2bench.r2rank.inference import encode_prompts
-
-    return encode_prompts(tokenizer, [messages])[0]

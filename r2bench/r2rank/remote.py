@@ -41,7 +41,7 @@ from typing import Any
 
 from r2bench.answer import ANSWER_CLOSE, ANSWER_OPEN, parse_decision
 from r2bench.llm.usage import CallResult
-from r2bench.r2rank.inference import Reasoning
+from r2bench.lm.generation import Reasoning
 
 TOKEN_ID_PREFIX = "token_id:"
 

@@ -31,7 +31,7 @@ Old log-probs are those of the sampling policy at temperature 1 (recomputed with
 training forward pass, so the first epoch's ratio is exactly 1); sampling at another
 ``temperature`` makes the rollouts slightly off-policy.
 
-Checkpoints, logs and the distributed plumbing are in ``r2bench.r2rank.trainutil``;
+Checkpoints and logs are in ``r2bench.lm.checkpoints``, the distributed plumbing in ``r2bench.lm.distributed``;
 the CLI is ``r2bench r2rank rl``.
 """
 
@@ -47,8 +47,11 @@ import numpy as np
 import torch
 
 from r2bench.r2rank import plackett_luce
-from r2bench.r2rank.ppo import Rollout, chat_prompt_ids, policy_forward, ppo_loss
-from r2bench.r2rank.prompts import instance_prompt
+from r2bench.lm.checkpoints import peak_memory_mb
+from r2bench.lm.generation import chat_prompt_ids
+from r2bench.lm.policy import Policy
+from r2bench.r2rank.ppo import Rollout, ppo_loss
+from r2bench.lm.prompts import instance_prompt
 from r2bench.r2rank.train_config import RLConfig
 from r2bench.stablehash import hash_seed
 
@@ -86,19 +89,10 @@ class _Item:
     advantage: float = 0.0
 
 
-def peak_memory_mb(device: torch.device | str) -> float:
-    """Peak memory of this process: CUDA allocator peak, or the max resident set size on CPU."""
-    if str(device).startswith("cuda"):
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 class RLTrainer:
     """Algorithm 1 on a policy (a HF causal LM, optionally peft-wrapped) and a scoring head.
 
-    ``dist`` is a :class:`r2bench.r2rank.trainutil.DistContext`-like object with
+    ``dist`` is a :class:`r2bench.lm.distributed.DistContext`-like object with
     ``rank``, ``world_size`` and ``all_reduce_mean(tensors)``; None = one process.
     """
 
@@ -108,6 +102,7 @@ class RLTrainer:
         self.mlp_only = cfg.variant == "mlp-only"
         self.no_cot = cfg.variant == "no-cot"
         self.device = next(model.parameters()).device
+        self.policy = Policy(model, head)  # the one module whose forward does every pass that needs gradients
         self.records = benchmark.item_records()
         if self.mlp_only:
             for p in model.parameters():
@@ -155,9 +150,10 @@ class RLTrainer:
         The instances are decoded together. When no token log-probs are needed (greedy
         evaluation, ``mlp-only``), the decision states are read on the generation cache, as at
         inference (or, with ``generator=openai``, by one prefill over the returned reasonings);
-        otherwise one :func:`policy_forward` per instance gives log-probs and states together.
+        otherwise one pass of the policy module per instance gives log-probs and states together.
         """
-        from r2bench.r2rank.inference import decide_instances, generate_instances, reason_and_decide_instances
+        from r2bench.lm.generation import generate_instances
+        from r2bench.r2rank.inference import decide_instances, reason_and_decide_instances
         from r2bench.r2rank.ppo import rollout_of
 
         cfg = self.cfg
@@ -185,7 +181,7 @@ class RLTrainer:
         for p, rs, h in zip(prompts, reasonings, hidden):
             ro = rollout_of(self.model, self.tok, p, rs, cfg.max_reasoning_tokens)
             if h is None:
-                fwd = policy_forward(self.model, ro, need_logprobs=True, shared_prefix=cfg.shared_prefix)
+                fwd = self.policy(ro, shared_prefix=cfg.shared_prefix)
                 ro.old_logprobs, h = fwd.logprobs, fwd.hidden
             h = h.float()
             out.append((self.head(h).float(), ro, h))
@@ -235,7 +231,7 @@ class RLTrainer:
         """Accumulate the gradients of one instance; returns (pl loss, ppo loss, ppo stats)."""
         cfg = self.cfg
         if self.mlp_only:
-            s = self.head(it.hidden)
+            s = self.policy(states=it.hidden).scores
             loss = plackett_luce.reinforce_loss(s, it.taus, it.rewards.to(s.dtype), cfg.baseline) / n_inst
             loss.backward()
             return float(loss.detach()), 0.0, None
@@ -245,7 +241,7 @@ class RLTrainer:
         # dL_pl/ds from the current scores (one extra no-grad pass when micro-batching)
         if len(chunks) > 1:
             with torch.no_grad():
-                s_all = torch.cat([self.head(policy_forward(self.model, ro.select(c), False, cfg.shared_prefix).hidden.float())
+                s_all = torch.cat([self.policy(ro.select(c), logprobs=False, shared_prefix=cfg.shared_prefix).scores
                                    for c in chunks])
         else:
             s_all = None
@@ -253,9 +249,8 @@ class RLTrainer:
         g_s = None
         for c in chunks:
             sub = ro.select(c)
-            out = policy_forward(self.model, sub, need_logprobs=True, shared_prefix=cfg.shared_prefix)
-            h = out.hidden.float() if cfg.pl_grad_to_backbone else out.hidden.detach().float()
-            s = self.head(h)
+            out = self.policy(sub, shared_prefix=cfg.shared_prefix, head_grad_to_lm=cfg.pl_grad_to_backbone)
+            s = out.scores
             if s_all is None:
                 pl_loss = plackett_luce.reinforce_loss(s, it.taus, it.rewards.to(s.dtype), cfg.baseline) / n_inst
                 pl_term = pl_loss
@@ -361,7 +356,7 @@ def fresh_head(hidden_size: int, inner_size: int, device=None, dropout: float = 
 
 def _train_rows(benchmark, dist, spec: str = "all", seed: int = 0) -> list[dict[str, Any]]:
     from r2bench.r2rank.instances import select_instances
-    from r2bench.r2rank.trainutil import shard_by_user
+    from r2bench.lm.distributed import shard_by_user
 
     rows = select_instances(benchmark.split("train").to_dicts(), spec, seed)
     return shard_by_user(rows, dist.rank if dist else 0, dist.world_size if dist else 1)
@@ -379,7 +374,8 @@ def run_rl(cfg: RLConfig, benchmark, out_dir: str | Path, seed: int = 0, resume:
     from r2bench.atomic import atomic_path, write_json
     from r2bench.progress import bar
     from r2bench.r2rank.head import ScoringHead
-    from r2bench.r2rank.trainutil import Checkpointer, CSVLog, load_policy, save_policy
+    from r2bench.lm.backbones import load_policy
+    from r2bench.lm.checkpoints import Checkpointer, CSVLog, save_policy
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

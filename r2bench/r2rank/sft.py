@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from r2bench.lm.examples import encode_example, prefix_sft_loss
 from r2bench.r2rank.train_config import SFTConfig
 
 log = logging.getLogger(__name__)
@@ -39,44 +40,6 @@ class SFTLog:
     peak_mem_mb: float
 
 
-def encode_example(tokenizer, messages: list[dict[str, str]], response: str, max_length: int) -> tuple[list[int], int]:
-    """(token ids of prompt + response + EOS, number of prompt tokens); long prompts lose their head."""
-    from r2bench.r2rank.ppo import chat_prompt_ids
-
-    prompt = chat_prompt_ids(tokenizer, messages)
-    resp = list(tokenizer(response.strip(), add_special_tokens=False)["input_ids"])
-    if tokenizer.eos_token_id is not None:
-        resp.append(int(tokenizer.eos_token_id))
-    resp = resp[: max(1, max_length // 2)] if len(resp) > max_length // 2 and len(prompt) > max_length // 2 else resp
-    over = len(prompt) + len(resp) - max_length
-    if over > 0:  # keep the candidate (at the end of the prompt) and the response
-        prompt = prompt[over:]
-    return prompt + resp, len(prompt)
-
-
-def prefix_sft_loss(model, group: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy over the response tokens of examples that share a prompt prefix, and their count.
-
-    ``group``: (token ids, prompt length) of examples whose prompts begin alike (one
-    instance's candidates); the common prefix is encoded once
-    (``r2bench.r2rank.shared_prefix``), which gives the same loss as running each example in full.
-    """
-    from r2bench.r2rank.shared_prefix import pad_rows, prefix_forward, split_prefix
-
-    dev = model.get_output_embeddings().weight.device
-    prefix, _ = split_prefix([ids for ids, _ in group])
-    p = max(0, min(len(prefix), min(n for _, n in group) - 1))  # every first target stays in its row
-    ids, attn = pad_rows([seq[p:] for seq, _ in group], pad_id, dev, left=False)
-    target = torch.zeros_like(ids, dtype=torch.bool)
-    for i, (seq, n_prompt) in enumerate(group):
-        target[i, n_prompt - p: len(seq) - p] = True
-    h = prefix_forward(model, prefix[:p], ids, attn)
-    pred = target[:, 1:]  # column t-1 predicts the token in column t
-    logits = model.get_output_embeddings()(h[:, :-1][pred])
-    loss = torch.nn.functional.cross_entropy(logits.float(), ids[:, 1:][pred], reduction="sum")
-    return loss, int(pred.sum())
-
-
 def sft_loss(model, batch: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy over the response tokens of a batch, and their count (any common prefix shared)."""
     total, n = prefix_sft_loss(model, batch, pad_id)
@@ -88,9 +51,10 @@ def run_sft(cfg: SFTConfig, data_dir: str | Path, out_dir: str | Path, seed: int
     """Fine-tune on ``<data_dir>/sft_data.parquet`` (kept rows); export ``<out>/final``."""
     from r2bench.atomic import atomic_path, write_json
     from r2bench.progress import bar
-    from r2bench.r2rank.rl import peak_memory_mb
+    from r2bench.lm.checkpoints import Checkpointer, CSVLog, peak_memory_mb, save_policy
     from r2bench.r2rank.synthesize import load_sft_data
-    from r2bench.r2rank.trainutil import Checkpointer, CSVLog, load_policy, save_policy, shard_by_user
+    from r2bench.lm.backbones import load_policy
+    from r2bench.lm.distributed import shard_by_user
     from r2bench.stablehash import hash_seed
 
     out = Path(out_dir)

@@ -38,7 +38,7 @@ import polars as pl
 
 from r2bench.answer import NOT_RECOMMEND, RECOMMEND, parse_decision
 from r2bench.errors import R2BenchError
-from r2bench.r2rank.prompts import instance_prompt
+from r2bench.lm.prompts import instance_prompt
 from r2bench.r2rank.train_config import SynthesizeConfig
 from r2bench.stablehash import stable_rng
 

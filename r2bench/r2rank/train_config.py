@@ -1,4 +1,4 @@
-"""Typed configs of R2Rank training: SFT data synthesis, SFT, RL (Algorithm 1) and TALLRec.
+"""Typed configs of R2Rank training: SFT data synthesis, SFT, RL (Algorithm 1), the frozen-feature head.
 
 Each is a dataclass with defaults, filled by :func:`r2bench.config.build_config`
 from ``--config file.yaml`` and ``--set key=value``. Defaults are sized for a
@@ -11,20 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from r2bench.lm.backbones import LoRASettings
 from r2bench.llm.config import ClientConfig
 
 Variant = Literal["sft+rl", "rl-only", "mlp-only", "no-cot"]
-
-
-@dataclass
-class LoRASettings:
-    """LoRA through peft; ``lora_r=0`` means full fine-tuning."""
-
-    lora_r: int = 0
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    #: module names to adapt ("all-linear" = every linear layer but the LM head)
-    lora_targets: str = "all-linear"
 
 
 @dataclass
@@ -126,30 +116,6 @@ class RLConfig(LoRASettings, ClientConfig):
     dtype: str = "auto"
     #: TensorBoard logging next to the CSV when tensorboard is installed
     tensorboard: bool = False
-
-
-@dataclass
-class TALLRecConfig(LoRASettings):
-    """TALLRec (Bao et al. 2023): (user context, candidate) -> Yes/No, LoRA on the same backbone."""
-
-    backbone: str = "smollm2-135m"
-    lora_r: int = 8
-    #: train instances used (0 = all), each giving its positive and ``negatives_per_positive`` negatives
-    max_instances: int = 256
-    negatives_per_positive: int = 1
-    epochs: int = 1
-    #: examples per optimiser step (whole instances are packed until a batch has at least this many)
-    batch_size: int = 8
-    lr: float = 3e-4
-    max_length: int = 1024
-    grad_clip: float = 1.0
-    #: a trained TALLRec folder (adapter or merged model) to score with instead of fitting
-    checkpoint: str | None = None
-    #: where fit() saves its checkpoint (none = a temporary folder)
-    save_to: str | None = None
-    score_batch: int = 20
-    device: str = "auto"
-    dtype: str = "auto"
 
 
 @dataclass

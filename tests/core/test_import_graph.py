@@ -165,6 +165,7 @@ LAYERS = (
     ("data", ("r2bench.data",)),
     ("run format", ("r2bench.runs",)),
     ("evaluation", ("r2bench.eval",)),
+    ("shared LLM layer", ("r2bench.lm",)),  # below r2rank/ and baselines/: what every LLM method shares
     ("making runs, methods", ("r2bench.pipeline", "r2bench.methods", "baselines", "r2bench.llm", "r2bench.r2rank")),
     ("reports, analyses, boards", ("r2bench.report", "r2bench.analyses", "r2bench.leaderboard")),
     ("command line", ("r2bench.commands", "r2bench.cli", "r2bench.__main__")),
@@ -197,5 +198,22 @@ def test_shared_contracts_sit_below_their_users(graph):
     """The answer format and the stable hash are leaves that llm/, r2rank/ and data/ import."""
     for leaf in ("r2bench.answer", "r2bench.stablehash", "r2bench.version"):
         assert graph[leaf] == {}, f"{leaf} should import nothing from r2bench: {graph[leaf]}"
-    assert "r2bench.answer" in graph["r2bench.llm.parse"] and "r2bench.answer" in graph["r2bench.r2rank.prompts"]
+    assert "r2bench.answer" in graph["r2bench.llm.parse"] and "r2bench.answer" in graph["r2bench.lm.prompts"]
     assert not any(t.startswith("r2bench.r2rank") for t in graph["r2bench.llm.parse"])
+
+
+def test_baselines_import_nothing_from_r2rank(graph):
+    """Baselines (TALLRec, the API baselines, Prompt4NR, R2ec...) sit beside R2Rank, on the shared LLM
+    layer ``r2bench.lm``: a baseline never imports R2Rank's own code (its head, losses, RL step)."""
+    assert any(t.startswith("r2bench.lm") for t in graph["baselines.tallrec"])  # the rule has something to check
+    bad = [f"{m} -> {t} ({', '.join(w)})" for m, deps in graph.items() if m == "baselines" or m.startswith("baselines.")
+           for t, w in deps.items() if t == "r2bench.r2rank" or t.startswith("r2bench.r2rank.")]
+    assert not bad, "baselines/ imports r2bench.r2rank (move what it needs into r2bench.lm):\n" + "\n".join(bad)
+
+
+def test_the_shared_llm_layer_imports_no_method(graph):
+    """``r2bench.lm`` is below every method: it imports neither R2Rank, nor a baseline, nor the method registry."""
+    assert len([m for m in graph if m.startswith("r2bench.lm")]) >= 6
+    bad = [f"{m} -> {t} ({', '.join(w)})" for m, deps in graph.items() if m.startswith("r2bench.lm")
+           for t, w in deps.items() if t.startswith(("r2bench.r2rank", "baselines", "r2bench.methods", "r2bench.pipeline"))]
+    assert not bad, "r2bench.lm imports a method:\n" + "\n".join(bad)

@@ -7,8 +7,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from r2bench.lm import generation as G  # noqa: E402
+from r2bench.lm import kvcache as KV  # noqa: E402
 from r2bench.r2rank import inference as I  # noqa: E402
-from r2bench.r2rank import prompts as P  # noqa: E402
+from r2bench.lm import prompts as P  # noqa: E402
 from r2bench.r2rank.head import ScoringHead  # noqa: E402
 
 from .conftest import _build_model, fixture_row  # noqa: E402
@@ -21,7 +23,7 @@ def _instances(tok, items):
     out = []
     for k, (hist, cands) in enumerate([(2, 4), (9, 3), (5, 5), (3, 4)]):
         row = fixture_row(n_candidates=cands, history_len=hist, instance_id=k, offset=4 * k)
-        out.append(I.encode_prompts(tok, P.instance_prompt(row, items, ["age", "occupation"]).all_messages()))
+        out.append(G.encode_prompts(tok, P.instance_prompt(row, items, ["age", "occupation"]).all_messages()))
     return out
 
 
@@ -33,7 +35,7 @@ def test_instances_per_batch_gives_the_same_tokens_and_scores(tiny_tokenizer, it
     torch.manual_seed(2)
     head = ScoringHead(model.config.hidden_size, inner_size=16).eval()
     inst = _instances(tok, items)
-    plens = [I.common_prefix_len(x) for x in inst]
+    plens = [KV.common_prefix_len(x) for x in inst]
     assert len(set(plens)) == len(plens)  # the test needs prefixes of different lengths
     one = I.score_instances(model, tok, inst, head=head, max_new_tokens=MAX_NEW, instances_per_batch=1)
     four = I.score_instances(model, tok, inst, head=head, max_new_tokens=MAX_NEW, instances_per_batch=4)
@@ -59,15 +61,15 @@ def test_sampling_per_batch_is_seeded_and_generation_matches(tiny_model, tiny_to
 
     def run(seed, ipb):
         g = torch.Generator().manual_seed(seed)
-        return I.generate_instances(tiny_model, tiny_tokenizer, inst, max_new_tokens=5, do_sample=True,
+        return G.generate_instances(tiny_model, tiny_tokenizer, inst, max_new_tokens=5, do_sample=True,
                                     temperature=1.5, top_p=1.0, generator=g, instances_per_batch=ipb)
 
     a = run(3, 4)
     assert [[r.token_ids for r in x] for x in a] == [[r.token_ids for r in x] for x in run(3, 4)]
     assert [[r.token_ids for r in x] for x in a] != [[r.token_ids for r in x] for x in run(4, 4)]
-    greedy = I.generate_instances(tiny_model, tiny_tokenizer, inst, max_new_tokens=5, do_sample=False,
+    greedy = G.generate_instances(tiny_model, tiny_tokenizer, inst, max_new_tokens=5, do_sample=False,
                                   temperature=1.0, top_p=1.0, generator=None, instances_per_batch=3)
-    ref = [I.generate_reasonings(tiny_model, tiny_tokenizer, x, max_new_tokens=5) for x in inst]
+    ref = [G.generate_reasonings(tiny_model, tiny_tokenizer, x, max_new_tokens=5) for x in inst]
     assert [[r.token_ids for r in x] for x in greedy] == [[r.token_ids for r in x] for x in ref]
 
 

@@ -31,7 +31,8 @@ def _worker() -> None:
     from r2bench.r2rank.head import ScoringHead
     from r2bench.r2rank.rl import RLTrainer
     from r2bench.r2rank.train_config import RLConfig
-    from r2bench.r2rank.trainutil import DistContext, load_policy, shard_by_user
+    from r2bench.lm.backbones import load_policy
+    from r2bench.lm.distributed import DistContext, shard_by_user
 
     torch.set_num_threads(1)
     out = Path(os.environ["R2_DDP_OUT"])

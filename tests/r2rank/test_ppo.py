@@ -6,7 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from r2bench.r2rank.ppo import ppo_loss, token_logprobs  # noqa: E402
+from r2bench.lm.policy import token_logprobs  # noqa: E402
+from r2bench.r2rank.ppo import ppo_loss  # noqa: E402
 
 
 def _policy(seed=0, n=3, t=5, v=7):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from r2bench.r2rank import prompts as P
+from r2bench.lm import prompts as P
 
 ITEMS = {
     "i1": {"item_id": "i1", "title": "Toy Story (1995)", "release_year": "1995", "genres": "Animation Children's Comedy"},

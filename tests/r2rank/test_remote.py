@@ -8,8 +8,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from r2bench.llm.usage import CallResult  # noqa: E402
+from r2bench.lm import generation as G  # noqa: E402
+from r2bench.r2rank import decision as D  # noqa: E402
 from r2bench.r2rank import inference as I  # noqa: E402
-from r2bench.r2rank import prompts as P  # noqa: E402
+from r2bench.lm import prompts as P  # noqa: E402
 from r2bench.r2rank.head import ScoringHead  # noqa: E402
 from r2bench.r2rank.remote import prompt_text, reasoning_of, retokenize, server_ids  # noqa: E402
 
@@ -19,7 +21,7 @@ from .conftest import _build_model, fixture_row  # noqa: E402
 def _instance(tok, items, k=0):
     row = fixture_row(n_candidates=5, history_len=4 + k, instance_id=k, offset=5 * k)
     ip = P.instance_prompt(row, items, ["age", "occupation"])
-    return ip.all_messages(), I.encode_prompts(tok, ip.all_messages())
+    return ip.all_messages(), G.encode_prompts(tok, ip.all_messages())
 
 
 def _setup(tok, items):
@@ -61,7 +63,7 @@ def test_same_reasoning_text_gives_the_hf_score(tiny_tokenizer, items):
             body = tok(r.text.split("<answer>")[0], add_special_tokens=False)["input_ids"] if "<answer>" in r.text \
                 else tok(r.text, add_special_tokens=False)["input_ids"]
             row = list(p) + body + tok("<answer>", add_special_tokens=False)["input_ids"]
-            _, m_ref, s_ref = I.score_decisions(model, tok, [row], head=head)
+            _, m_ref, s_ref = D.score_decisions(model, tok, [row], head=head)
             assert float(s) == pytest.approx(float(s_ref), abs=1e-4) and float(m) == pytest.approx(float(m_ref), abs=1e-4)
     assert sum(r.finished for rs in remote for r in rs) == 6  # the two texts with an unclosed tag, 3 times each
     assert len({round(float(s), 4) for *_, sc in got for s in sc}) > 5  # scores vary: not vacuous
@@ -138,7 +140,7 @@ def test_openai_rollouts_need_a_frozen_llm(tiny_model_dir, tiny_benchmark):
     from r2bench.errors import R2BenchError
     from r2bench.r2rank.rl import RLTrainer, fresh_head
     from r2bench.r2rank.train_config import RLConfig
-    from r2bench.r2rank.trainutil import load_policy
+    from r2bench.lm.backbones import load_policy
 
     cfg = RLConfig(backbone=str(tiny_model_dir), variant="rl-only", generator="openai")
     model, tok = load_policy(cfg.backbone, cfg, device="cpu", dtype="float32")

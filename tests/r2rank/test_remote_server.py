@@ -32,7 +32,7 @@ LIMIT = 1
 @pytest.fixture(scope="module")
 def smollm2_dir(tmp_path_factory):
     """SmolLM2 converted once for this module (its own R2BENCH_HOME; about 30-60 s on 2 cores)."""
-    from r2bench.r2rank.backbones import convert_smollm2
+    from r2bench.lm.backbones import convert_smollm2
 
     home = tmp_path_factory.mktemp("smol_home")
     old = os.environ.get("R2BENCH_HOME")
@@ -70,9 +70,10 @@ def _run(bench, srv, model_dir, tmp_path, **overrides):
 
 
 def test_openai_generator_run_is_cached_and_scores_like_hf(llama_server, smollm2_dir, small_bench, tmp_path):
-    from r2bench.r2rank import inference as I
-    from r2bench.r2rank.backbones import load_backbone
-    from r2bench.r2rank.prompts import instance_prompt
+    from r2bench.lm import generation as G
+    from r2bench.r2rank import decision as D
+    from r2bench.lm.backbones import load_backbone
+    from r2bench.lm.prompts import instance_prompt
 
     run = _run(small_bench, llama_server, smollm2_dir, tmp_path, instances_per_batch=2)
     info = run.meta["info"]
@@ -97,11 +98,11 @@ def test_openai_generator_run_is_cached_and_scores_like_hf(llama_server, smollm2
     checked = 0
     for row in rows.iter_rows(named=True):
         ip = instance_prompt(row, small_bench.item_records(), small_bench.profile_fields)
-        for item, ids in zip(ip.candidates, I.encode_prompts(tok, ip.all_messages())):
+        for item, ids in zip(ip.candidates, G.encode_prompts(tok, ip.all_messages())):
             key = (int(row["instance_id"]), str(item))
             text_ids = tok(texts[key], add_special_tokens=False)["input_ids"]
-            body = I.decision_body(tok, text_ids)
-            _, margin, _ = I.score_decisions(model, tok, [list(ids) + body + open_ids])
+            body = G.decision_body(tok, text_ids)
+            _, margin, _ = D.score_decisions(model, tok, [list(ids) + body + open_ids])
             assert float(margin) == pytest.approx(margins[key], abs=1e-4), texts[key]
             checked += 1
     assert checked == 5 * LIMIT
@@ -112,9 +113,9 @@ def test_server_tokenizes_the_prompt_as_r2rank_does(llama_server, smollm2_dir, s
     import json
     import urllib.request
 
-    from r2bench.r2rank import inference as I
-    from r2bench.r2rank.backbones import load_backbone
-    from r2bench.r2rank.prompts import instance_prompt
+    from r2bench.lm import generation as G
+    from r2bench.lm.backbones import load_backbone
+    from r2bench.lm.prompts import instance_prompt
     from r2bench.r2rank.remote import prompt_text
 
     _, tok = load_backbone(str(smollm2_dir), device="cpu")
@@ -126,14 +127,14 @@ def test_server_tokenizes_the_prompt_as_r2rank_does(llama_server, smollm2_dir, s
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as r:
         server_ids = json.load(r)["tokens"]
-    assert server_ids == I.encode_prompts(tok, [msgs])[0]
+    assert server_ids == G.encode_prompts(tok, [msgs])[0]
 
 
 def test_mlp_only_rollouts_from_the_server(llama_server, smollm2_dir, small_bench, tmp_path):
     """mlp-only RL with generator=openai: the server writes the reasonings, the head learns from the local states."""
     from r2bench.r2rank.rl import RLTrainer, fresh_head
     from r2bench.r2rank.train_config import RLConfig
-    from r2bench.r2rank.trainutil import load_policy
+    from r2bench.lm.backbones import load_policy
 
     cfg = RLConfig(backbone=str(smollm2_dir), variant="mlp-only", generator="openai", base_url=llama_server.base_url,
                    model=llama_server.alias, cache_path=str(tmp_path / "c.sqlite"), concurrency=2, max_retries=1,

@@ -18,7 +18,7 @@ def _tiny_llama(seed: int = 0):
 
 
 def test_prefix_forward_equals_each_row_alone_with_gradients():
-    from r2bench.r2rank.shared_prefix import pad_rows, prefix_forward
+    from r2bench.lm.shared_prefix import pad_rows, prefix_forward
 
     model = _tiny_llama()
     g = torch.Generator().manual_seed(1)
@@ -44,7 +44,7 @@ def test_prefix_forward_equals_each_row_alone_with_gradients():
 
 
 def test_split_prefix_keeps_one_token_per_row():
-    from r2bench.r2rank.shared_prefix import split_prefix
+    from r2bench.lm.shared_prefix import split_prefix
 
     prefix, rest = split_prefix([[1, 2, 3, 4], [1, 2, 3, 5, 6], [1, 2, 3, 4]])
     assert prefix == [1, 2, 3] and rest == [[4], [5, 6], [4]]
@@ -54,7 +54,8 @@ def test_split_prefix_keeps_one_token_per_row():
 
 def test_sft_losses_equal_each_example_run_alone():
     """The SFT losses (shared prefix, right padding) equal a plain per-example cross-entropy."""
-    from r2bench.r2rank.sft import prefix_sft_loss, sft_loss
+    from r2bench.lm.examples import prefix_sft_loss
+    from r2bench.r2rank.sft import sft_loss
 
     model = _tiny_llama(3)
     g = torch.Generator().manual_seed(4)

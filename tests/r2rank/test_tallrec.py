@@ -20,8 +20,7 @@ def planted(tmp_path_factory):
 
 
 def _method(planted, tmp_path, **kw):
-    from baselines.tallrec import TALLRecMethod
-    from r2bench.r2rank.train_config import TALLRecConfig
+    from baselines.tallrec import TALLRecConfig, TALLRecMethod
 
     model, tok = make_tiny_lm(prompt_texts(planted) + ["Yes No"] * 5)
     for p in model.parameters():
@@ -55,8 +54,7 @@ def test_tallrec_learns_yes_no(planted, tmp_path):
 
 
 def test_tallrec_lora_trains_only_the_adapter_and_reloads(planted, tmp_path):
-    from baselines.tallrec import TALLRecMethod
-    from r2bench.r2rank.train_config import TALLRecConfig
+    from baselines.tallrec import TALLRecConfig, TALLRecMethod
 
     m = _method(planted, tmp_path, max_instances=8, epochs=1)
     m.model.save_pretrained(tmp_path / "base")

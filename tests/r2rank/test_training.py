@@ -87,7 +87,7 @@ def planted(tmp_path_factory):
 
 
 def prompt_texts(bench, n: int = 20) -> list[str]:
-    from r2bench.r2rank.prompts import instance_prompt
+    from r2bench.lm.prompts import instance_prompt
 
     recs, texts = bench.item_records(), []
     for r in bench.instances.head(n).to_dicts():
@@ -109,7 +109,7 @@ def tiny_dir(tmp_path_factory, planted):
 
 def _trainer(tiny_dir, bench, **kw):
     from r2bench.r2rank.rl import RLTrainer, fresh_head
-    from r2bench.r2rank.trainutil import load_policy
+    from r2bench.lm.backbones import load_policy
 
     cfg = RLConfig(**{"backbone": str(tiny_dir), "instances_per_step": 4, "ranking_samples": 8, "baseline": "loo",
                       "max_reasoning_tokens": 2, "lr_policy": 3e-4, "lr_head": 1e-2, "head_hidden": 64, "micro_batch": 20,
@@ -122,8 +122,8 @@ def _trainer(tiny_dir, bench, **kw):
 
 def test_rollout_matches_inference_path(tiny_dir, planted):
     """Training reads the same decision hidden states, hence scores, as `r2bench run --method r2rank`."""
+    from r2bench.lm.policy import Policy
     from r2bench.r2rank.inference import score_prompts
-    from r2bench.r2rank.ppo import policy_forward
 
     tr, _ = _trainer(tiny_dir, planted, max_reasoning_tokens=6)
     row = planted.split("test").to_dicts()[0]
@@ -137,19 +137,17 @@ def test_rollout_matches_inference_path(tiny_dir, planted):
                                    position_ids=(ro.attention_mask.cumsum(-1) - 1).clamp_min(0)).last_hidden_state
         p, r = ro.prompt_width, ro.response_width
         argmax = tr.model.get_output_embeddings()(h[:, p - 1:p + r - 1]).argmax(-1)
-        assert torch.allclose(policy_forward(tr.model, ro).hidden, hidden, atol=1e-5)
+        assert torch.allclose(Policy(tr.model)(ro).hidden, hidden, atol=1e-5)
     m = ro.response_mask.bool()
     assert m.sum() > 0 and torch.equal(argmax[m], ro.response_ids[m])
 
 
 def test_first_epoch_ratio_is_one_and_clipping_acts(tiny_dir, planted):
-    from r2bench.r2rank.ppo import policy_forward
-
     tr, _ = _trainer(tiny_dir, planted, lr_policy=0.05, ppo_epochs=3, max_reasoning_tokens=4)
     rows = planted.split("train").head(2).to_dicts()
     items = tr._collect(rows, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        new = policy_forward(tr.model, items[0].rollout).logprobs
+        new = tr.policy(items[0].rollout).logprobs
     assert torch.allclose(new, items[0].rollout.old_logprobs, atol=1e-5)  # ratio 1 before any update
     log = tr.train_step(rows)
     assert log.clip_fraction > 0  # with a large step, later epochs leave the trust region
@@ -320,7 +318,7 @@ def test_cli_synthesize_from_a_responses_file(planted, tmp_path, capsys):
 
 def test_policy_forward_with_shared_prefix_equals_full_rows(tiny_dir, planted):
     """The RL forward encodes the instance's common prompt prefix once: same log-probs, states, gradients."""
-    from r2bench.r2rank.ppo import policy_forward
+    from r2bench.lm.policy import Policy
 
     tr, _ = _trainer(tiny_dir, planted, max_reasoning_tokens=4)
     row = planted.split("train").to_dicts()[0]
@@ -329,7 +327,7 @@ def test_policy_forward_with_shared_prefix_equals_full_rows(tiny_dir, planted):
     results = []
     for shared in (True, False):
         tr.model.zero_grad(set_to_none=True)
-        out = policy_forward(tr.model, ro, need_logprobs=True, shared_prefix=shared)
+        out = Policy(tr.model)(ro, shared_prefix=shared)
         (out.logprobs.sum() + out.hidden.square().sum()).backward()
         results.append((out.logprobs.detach(), out.hidden.detach(), [p.grad.clone() for p in tr.model.parameters() if p.grad is not None]))
     (lp_a, h_a, g_a), (lp_b, h_b, g_b) = results
@@ -340,12 +338,12 @@ def test_policy_forward_with_shared_prefix_equals_full_rows(tiny_dir, planted):
 
 def test_mlp_only_rollout_reads_the_decision_on_the_generation_cache(tiny_dir, planted):
     """mlp-only samples and reads the states on the generation cache: the same states as the full forward."""
-    from r2bench.r2rank.ppo import policy_forward
+    from r2bench.lm.policy import Policy
 
     tr, _ = _trainer(tiny_dir, planted, variant="mlp-only", max_reasoning_tokens=5)
     row = planted.split("train").to_dicts()[1]
     _, ro, hidden = tr.scores_of(row, greedy=False, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
-        full = policy_forward(tr.model, ro, need_logprobs=False, shared_prefix=False).hidden
+        full = Policy(tr.model)(ro, logprobs=False, shared_prefix=False).hidden
     assert hidden.shape == full.shape and torch.allclose(hidden, full, atol=1e-5)
     assert ro.response_mask.sum() > 0

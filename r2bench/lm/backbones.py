@@ -1,4 +1,7 @@
-"""Backbone LLMs for R2Rank: resolution, one-time SmolLM2 conversion, loading (+ LoRA), device/dtype.
+"""Backbone LLMs of every LLM method: resolution, one-time SmolLM2 conversion, loading (+ LoRA), device/dtype.
+
+``load_backbone`` loads for inference (an adapter merged) or training; ``load_policy``
+loads for training: full fine-tuning, or LoRA through peft (``LoRASettings``).
 
 A backbone is named either
 
@@ -206,3 +209,43 @@ def load_backbone(
         for p in model.parameters():
             p.requires_grad_(False)
     return model, tok
+
+
+@dataclass
+class LoRASettings:
+    """LoRA through peft; ``lora_r=0`` means full fine-tuning."""
+
+    lora_r: int = 0
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    #: module names to adapt ("all-linear" = every linear layer but the LM head)
+    lora_targets: str = "all-linear"
+
+
+
+def load_policy(backbone: str, lora: LoRASettings, device: str = "auto", dtype: str = "auto", adapter: str | None = None):
+    """``(model, tokenizer)`` ready for training: full fine-tuning, or LoRA when ``lora.lora_r > 0``.
+
+    ``adapter`` resumes a LoRA adapter saved by :func:`save_policy`.
+    """
+    model, tok = load_backbone(backbone, adapter=adapter, device=device, dtype=dtype,
+                               merge_adapter=False, trainable=True)
+    if lora.lora_r > 0 and adapter is None:
+        from r2bench.extras import require
+
+        peft = require("peft", purpose="LoRA training")
+        targets: Any = lora.lora_targets
+        if targets != "all-linear":
+            targets = [t.strip() for t in str(targets).split(",") if t.strip()]
+        cfg = peft.LoraConfig(r=lora.lora_r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
+                              target_modules=targets, task_type="CAUSAL_LM")
+        model = peft.get_peft_model(model, cfg)
+    if lora.lora_r == 0 and adapter is None:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    model.eval()  # no dropout in rollouts; trainers switch to train() for their updates
+    return model, tok
+
+
+def is_peft(model) -> bool:
+    return hasattr(model, "peft_config")

@@ -1,10 +1,26 @@
-"""The R2Rank self-reflective prompt (paper Figure 2) filled from a benchmark instance.
+"""What every LLM method shows of an instance: the user context, the items, and the Figure 2 template.
 
-One template for every domain; only the fields differ. The prompt is one user chat
-message: the task and requirements (verbatim from Figure 2), then the user context,
-then the candidate item **last**, so the 20 prompts of an instance share everything
-up to the candidate (which is what the shared-prefix KV cache in
-``r2bench.r2rank.inference`` exploits).
+The user context (profile, then the history oldest first with dates, titles and key
+fields) and the item texts are rendered here for every LLM method: R2Rank, TALLRec,
+the API baselines (listwise, pointwise, reflective), Prompt4NR, R2ec. Each method wraps
+them in its own instruction; the candidate always comes **last**, so the 20 prompts of
+an instance share everything up to the candidate (which is what the shared-prefix KV
+cache, ``r2bench.lm.kvcache``, and servers' prefix caching exploit).
+
+Why R2Rank's self-reflective template (paper Figure 2: ``TASK_TEXT``,
+``REQUIREMENTS_TEXT``, ``reflective_messages``) lives here and not in ``r2bench/r2rank/``:
+it is not R2Rank's alone. The zero-shot ``llm-reflective`` baseline
+(``baselines/llm_api.py``) asks an API model with exactly the prompt R2Rank is trained
+and scored on (the paper's comparison needs the two identical, so there must be one
+definition), and no module under ``baselines/`` may import ``r2bench.r2rank`` (baselines
+sit beside R2Rank, on the shared layer; ``tests/core/test_import_graph.py``). A template
+is text, not model code, so sharing it costs the layer nothing. What stays R2Rank's own
+is how it is *read*: the decision position, the head, the zero-shot margin
+(``r2bench.r2rank.decision``, ``r2bench.r2rank.head``).
+
+The Figure 2 prompt is one user chat message: the task and requirements (verbatim from
+Figure 2), then the user context, then the candidate item. One template for every
+domain; only the fields differ.
 
 Length is bounded by truncating field values (``PromptLimits``):
 
@@ -18,7 +34,7 @@ Length is bounded by truncating field values (``PromptLimits``):
 
 Cut text ends with ``...``. Empty/null fields are skipped. Dates are UTC ``YYYY-MM-DD``.
 
-Public API (used by the R2Rank model and by the LLM-API baselines):
+Public API (used by R2Rank and by the baselines):
 ``render_user_profile``, ``render_history``, ``render_item``, ``render_context``,
 ``reflective_messages``, ``instance_prompt`` (-> ``InstancePrompt``: the shared
 context + one item text per candidate). The answer format the prompt asks for

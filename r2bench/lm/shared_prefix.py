@@ -3,7 +3,7 @@
 The 20 prompts of an instance (R2Rank's, TALLRec's) share everything up to the
 candidate: the instructions and the whole user context, about nine tenths of their
 tokens on MovieLens. Inference already encodes that prefix once
-(``r2bench.r2rank.inference``); this module does the same for the passes that need
+(``r2bench.lm.kvcache``); this module does the same for the passes that need
 gradients (RL's policy forward, TALLRec's fit) and for batched scoring:
 
 1. the prefix runs once, at batch size 1, into a fresh KV cache;
@@ -25,13 +25,14 @@ from typing import Any
 
 import torch
 
-from r2bench.r2rank.kvcache import cache_kw, common_prefix_len, new_cache, pad_rows
+from r2bench.lm.kvcache import cache_kw, common_prefix_len, new_cache, pad_rows
 
 __all__ = ["pad_rows", "prefix_forward", "split_prefix"]
 
 
-def prefix_forward(model: Any, prefix_ids: Sequence[int], ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Last-layer hidden states ``[n, W, H]`` of the rows ``ids [n, W]`` that continue ``prefix_ids``.
+def prefix_forward(model: Any, prefix_ids: Sequence[int] | torch.Tensor, ids: torch.Tensor,
+                   attention_mask: torch.Tensor) -> torch.Tensor:
+    """Last-layer hidden states ``[n, W, H]`` of the rows ``ids [n, W]`` that continue ``prefix_ids`` (a list or a 1-D tensor).
 
     ``attention_mask [n, W]`` covers the rows only (padding anywhere in a row is 0);
     an empty prefix runs the rows alone. Gradients flow when called outside ``no_grad``.
@@ -44,7 +45,10 @@ def prefix_forward(model: Any, prefix_ids: Sequence[int], ids: torch.Tensor, att
         return decoder(input_ids=ids, attention_mask=attention_mask, position_ids=pos, use_cache=False).last_hidden_state
     kw = cache_kw(model)
     cache = new_cache(model)
-    prefix = torch.tensor([list(prefix_ids)], dtype=torch.long, device=ids.device)
+    if isinstance(prefix_ids, torch.Tensor):
+        prefix = prefix_ids.reshape(1, -1).to(device=ids.device, dtype=torch.long)
+    else:
+        prefix = torch.tensor([list(prefix_ids)], dtype=torch.long, device=ids.device)
     decoder(input_ids=prefix, use_cache=True, **{kw: cache})
     if n > 1:
         cache.batch_repeat_interleave(n)
