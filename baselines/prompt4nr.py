@@ -127,26 +127,26 @@ class _Group:
     labels: list[int]
 
 
-def answer_loss(logits, labels, neg_id: int, pos_id: int):
+def answer_loss(two_logits, labels):
     """Summed 2-way cross-entropy over the answer words' logits only: ``CE([l_neg, l_pos], label)``.
 
-    ``logits [n, V]`` at the answer position; the gradient reaches exactly columns
-    ``neg_id`` and ``pos_id`` (every other vocabulary logit gets exactly zero).
+    ``two_logits [n, 2]`` are ``(l_neg, l_pos)`` at the answer position (the policy's
+    ``vocab_logits`` for ``vocab_ids = [neg, pos]``); every other vocabulary logit gets
+    exactly zero gradient.
     """
     import torch
 
-    two = logits[:, [neg_id, pos_id]].float()
-    return torch.nn.functional.cross_entropy(two, labels, reduction="sum")
+    return torch.nn.functional.cross_entropy(two_logits.float(), labels, reduction="sum")
 
 
-def last_logits(model, prefix: list[int], rows: list[list[int]], pad_id: int):
-    """Vocabulary logits ``[n, V]`` at the last token of each row (rows continue the shared ``prefix``)."""
-    from baselines.lm_compat import pad_rows, prefix_forward
+def answer_logits(policy, prefix: list[int], rows: list[list[int]], pad_id: int, neg_id: int, pos_id: int):
+    """``[n, 2]`` logits of (negative, positive) answer word after each row (rows continue the shared ``prefix``),
+    from one :class:`r2bench.lm.policy.Policy` forward (the common prefix encoded once)."""
+    from r2bench.lm.policy import last_position_batch
 
-    dev = model.get_output_embeddings().weight.device
-    ids, attn = pad_rows(rows, pad_id, dev, left=True)  # every row ends in the last column
-    h = prefix_forward(model, prefix, ids, attn)[:, -1]
-    return model.get_output_embeddings()(h)
+    dev = policy.lm.get_output_embeddings().weight.device
+    batch = last_position_batch([prefix + r for r in rows], pad_id, dev, vocab_ids=[neg_id, pos_id], decisions=False)
+    return policy(batch, logprobs=False).vocab_logits
 
 
 class Prompt4NRMethod(BaseMethod):
@@ -160,12 +160,15 @@ class Prompt4NRMethod(BaseMethod):
         super().__init__(config, seed)
         self.model: Any = None
         self.tokenizer: Any = None
+        self.policy: Any = None  # r2bench.lm.policy.Policy around the LM: every forward goes through it
         self.template: Any = None
         self._info: dict[str, Any] = {}
 
     def set_model(self, model, tokenizer) -> None:
         """Start from an already loaded base model (tests); ``fit`` adds the tokens and LoRA."""
-        self.model, self.tokenizer = model, tokenizer
+        from r2bench.lm.policy import Policy
+
+        self.model, self.tokenizer, self.policy = model, tokenizer, Policy(model)
 
     # ---------------------------------------------------------------- text
     def _template(self, benchmark):
@@ -231,7 +234,9 @@ class Prompt4NRMethod(BaseMethod):
         return [int(i) for i in self.tokenizer.convert_tokens_to_ids(new)]
 
     def _prepare_training_model(self) -> None:
-        from baselines.lm_compat import load_backbone, lora_config
+        from baselines.trainable import lora_config
+        from r2bench.lm.backbones import load_backbone
+        from r2bench.lm.policy import Policy
 
         c = self.config
         if self.model is None:
@@ -248,13 +253,15 @@ class Prompt4NRMethod(BaseMethod):
         else:
             for p in self.model.parameters():
                 p.requires_grad_(True)
+        self.policy = Policy(self.model)
 
     def _load_trained(self, folder: Path) -> None:
         """Load a folder written by :meth:`_save` (adapter or full model) for scoring."""
         import json
 
-        from baselines.lm_compat import load_backbone
         from baselines.prompt4nr_templates import Template
+        from r2bench.lm.backbones import load_backbone
+        from r2bench.lm.policy import Policy
         from r2bench.errors import R2BenchError
 
         c = self.config
@@ -285,10 +292,11 @@ class Prompt4NRMethod(BaseMethod):
             p.requires_grad_(False)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.policy = Policy(self.model)
 
     def _save(self, folder: Path) -> None:
-        from baselines.lm_compat import is_peft
         from r2bench.atomic import write_json
+        from r2bench.lm.backbones import is_peft
 
         folder.mkdir(parents=True, exist_ok=True)
         if is_peft(self.model):
@@ -362,9 +370,8 @@ class Prompt4NRMethod(BaseMethod):
                     opt.zero_grad(set_to_none=True)
                     total = 0.0
                     for g in batch:
-                        logits = last_logits(self.model, g.prefix, g.rows, pad)
-                        lab = torch.tensor(g.labels, dtype=torch.long, device=logits.device)
-                        loss = answer_loss(logits, lab, neg_id, pos_id)
+                        two = answer_logits(self.policy, g.prefix, g.rows, pad, neg_id, pos_id)
+                        loss = answer_loss(two, torch.tensor(g.labels, dtype=torch.long, device=two.device))
                         (loss / n_ex).backward()
                         total += float(loss.detach())
                     if c.grad_clip > 0:
@@ -416,8 +423,8 @@ class Prompt4NRMethod(BaseMethod):
             for i, row in enumerate(instances.iter_rows(named=True)):
                 enc = self._encode(row, recs, titles, list(row["candidates"]))
                 for s in range(0, len(enc.rows), sb):
-                    logits = last_logits(self.model, enc.prefix, enc.rows[s:s + sb], pad).float()
-                    out[i, s:s + len(enc.rows[s:s + sb])] = (logits[:, pos_id] - logits[:, neg_id]).cpu().numpy()
+                    two = answer_logits(self.policy, enc.prefix, enc.rows[s:s + sb], pad, neg_id, pos_id)
+                    out[i, s:s + len(enc.rows[s:s + sb])] = (two[:, 1] - two[:, 0]).cpu().numpy()
                 b.update(1)
         if was_training:
             self.model.train()

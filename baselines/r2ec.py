@@ -142,6 +142,7 @@ class R2ecMethod(BaseMethod):
         super().__init__(config, seed)
         self.model: Any = None
         self.tokenizer: Any = None
+        self.policy: Any = None  # r2bench.lm.policy.Policy around the LM: every forward goes through it
         self._emb: dict[str, Any] = {}  # item id -> embedding under the current weights
         self._info: dict[str, Any] = {}
         self._reasonings: list[dict[str, Any]] = []
@@ -149,12 +150,14 @@ class R2ecMethod(BaseMethod):
 
     def set_model(self, model, tokenizer) -> None:
         """Start from an already loaded base model (tests); ``fit`` adds LoRA."""
-        self.model, self.tokenizer = model, tokenizer
+        from r2bench.lm.policy import Policy
+
+        self.model, self.tokenizer, self.policy = model, tokenizer, Policy(model)
 
     # ---------------------------------------------------------------- prompts
     def _prompter(self, benchmark):
-        from baselines.lm_compat import chat_prompt_ids
         from baselines.r2ec_model import open_ids
+        from r2bench.lm.generation import chat_prompt_ids
         from baselines.r2ec_prompts import domain_words, item_message, user_message, user_ratings
 
         words = domain_words(benchmark.name)
@@ -186,7 +189,7 @@ class R2ecMethod(BaseMethod):
         if need:
             was = self.model.training
             self.model.eval()
-            e = item_embeddings(self.model, [item_prompt(i) for i in need], self._pad(), self.config.item_batch)
+            e = item_embeddings(self.policy, [item_prompt(i) for i in need], self._pad(), self.config.item_batch)
             if was:
                 self.model.train()
             self._emb.update({i: e[k] for k, i in enumerate(need)})
@@ -198,7 +201,9 @@ class R2ecMethod(BaseMethod):
 
     # ---------------------------------------------------------------- model
     def _prepare_training_model(self) -> None:
-        from baselines.lm_compat import load_backbone, lora_config
+        from baselines.trainable import lora_config
+        from r2bench.lm.backbones import load_backbone
+        from r2bench.lm.policy import Policy
 
         c = self.config
         if self.model is None:
@@ -216,9 +221,11 @@ class R2ecMethod(BaseMethod):
         for mod in self.model.modules():  # released: disable_dropout_in_model
             if mod.__class__.__name__ == "Dropout":
                 mod.p = 0.0
+        self.policy = Policy(self.model)
 
     def _load_trained(self, folder: Path) -> None:
-        from baselines.lm_compat import load_backbone
+        from r2bench.lm.backbones import load_backbone
+        from r2bench.lm.policy import Policy
 
         c = self.config
         if (folder / "adapter_config.json").is_file():
@@ -227,10 +234,11 @@ class R2ecMethod(BaseMethod):
             self.model, self.tokenizer = load_backbone(str(folder), device=c.device, dtype=c.dtype)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.policy = Policy(self.model)
 
     def _save(self, folder: Path) -> None:
-        from baselines.lm_compat import save_policy
         from r2bench.atomic import write_json
+        from r2bench.lm.checkpoints import save_policy
 
         save_policy(self.model, self.tokenizer, folder)
         write_json(folder / META_FILE, {"config": asdict(self.config), "seed": self.seed})
@@ -258,7 +266,7 @@ class R2ecMethod(BaseMethod):
         with torch.no_grad():
             for row, p, o in zip(rows, prompts, outs):
                 ids, wrote = o[0]
-                hs.append(user_pass(self.model, p, [ids], self._pad(), need_logprobs=False).user_h[0].float())
+                hs.append(user_pass(self.policy, p, [ids], self._pad(), need_logprobs=False).user_h[0].float())
                 if record:
                     self._reasonings.append({"instance_id": int(row["instance_id"]),
                                              "reasoning": self.tokenizer.decode(ids), "tokens": len(ids),

@@ -1,11 +1,11 @@
 """R2ec's passes through the LM: item embeddings, user states with reasoning log-probs, and rollouts.
 
-Every forward pass goes through the shared-prefix forward of the LLM layer
-(:func:`baselines.lm_compat.prefix_forward`): the G reasonings of a user share its
-prompt, and a batch of item prompts shares the item instruction, so those tokens are
-encoded once per pass (the result equals the full forward of each row).
+Every pass that reads hidden states or log-probs is one forward of the policy module
+(:class:`r2bench.lm.policy.Policy`), which runs the shared-prefix pass: the G reasonings
+of a user share its prompt, and a batch of item prompts shares the item instruction, so
+those tokens are encoded once per pass (the result equals the full forward of each row).
 
-Rollouts come from ``generator=hf`` (Hugging Face ``generate`` on the policy itself,
+Rollouts come from ``generator=hf`` (Hugging Face ``generate`` on the policy's LM,
 stopping at ``<answer>``) or ``generator=openai`` (an OpenAI-compatible completions
 endpoint, e.g. vLLM, serving the current LoRA adapter, synced after each optimiser
 step through its runtime LoRA endpoint; :class:`ServedPolicy`).
@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 
-from baselines.lm_compat import pad_rows, prefix_forward, split_prefix
 from baselines.r2ec_prompts import ANSWER_OPEN, close_reasoning
 
 log = logging.getLogger(__name__)
@@ -31,21 +30,26 @@ def open_ids(tokenizer: Any) -> list[int]:
     return list(tokenizer(ANSWER_OPEN, add_special_tokens=False)["input_ids"])
 
 
-def last_states(model: Any, rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
-    """Last-layer hidden state ``[n, H]`` at the last token of each row; the rows' common prefix is encoded once."""
-    prefix, rest = split_prefix(rows)
-    dev = model.get_output_embeddings().weight.device
-    ids, attn = pad_rows(rest, pad_id, dev, left=True)
-    return prefix_forward(model, prefix, ids, attn)[:, -1]
+def _device(policy: Any) -> Any:
+    return policy.lm.get_output_embeddings().weight.device
 
 
-def item_embeddings(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, batch: int = 32) -> torch.Tensor:
+def last_states(policy: Any, rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
+    """Last-layer hidden state ``[n, H]`` at the last token of each row (one policy forward; the rows'
+    common prefix encoded once)."""
+    from r2bench.lm.policy import last_position_batch
+
+    batch = last_position_batch(rows, pad_id, _device(policy), decisions=True)
+    return policy(batch, logprobs=False).hidden
+
+
+def item_embeddings(policy: Any, prompts: Sequence[Sequence[int]], pad_id: int, batch: int = 32) -> torch.Tensor:
     """Item embeddings ``[n, H]`` (float32) of item prompts (each ending in the pre-filled ``<answer>``), no gradient."""
     out = []
     with torch.no_grad():
         for s in range(0, len(prompts), batch):
-            out.append(last_states(model, prompts[s:s + batch], pad_id).float())
-    return torch.cat(out) if out else torch.zeros((0, model.config.hidden_size))
+            out.append(last_states(policy, prompts[s:s + batch], pad_id).float())
+    return torch.cat(out) if out else torch.zeros((0, policy.lm.config.hidden_size))
 
 
 @dataclass
@@ -55,29 +59,20 @@ class UserPass:
     user_h: torch.Tensor  #: [G, H] hidden state at the last token (the <answer> the reasoning ends with)
 
 
-def user_pass(model: Any, prompt: Sequence[int], completions: Sequence[Sequence[int]], pad_id: int,
+def user_pass(policy: Any, prompt: Sequence[int], completions: Sequence[Sequence[int]], pad_id: int,
               need_logprobs: bool = True) -> UserPass:
-    """One forward pass over a user's G completions (each ending in ``<answer>``) on its shared prompt.
+    """One policy forward over a user's G completions (each ending in ``<answer>``) on its shared prompt:
+    the completion tokens' log-probs and the hidden state at each completion's last token."""
+    from r2bench.lm.policy import layout_rows
 
-    The prompt's last token starts every row, so that column ``t`` of a row predicts its
-    completion token ``t``; only those positions go through the LM head.
-    """
-    dev = model.get_output_embeddings().weight.device
-    rows = [[int(prompt[-1])] + list(c) for c in completions]
-    ids, attn = pad_rows(rows, pad_id, dev, left=False)
-    h = prefix_forward(model, list(prompt[:-1]), ids, attn)  # [G, W, H]
-    lens = torch.tensor([len(r) for r in rows], device=dev)
-    user_h = h[torch.arange(len(rows), device=dev), lens - 1]
-    width = ids.shape[1] - 1
-    mask = attn[:, 1:].clone()
-    if need_logprobs:
-        logits = model.get_output_embeddings()(h[:, :width]).float()
-        tok = ids[:, 1:]
-        logps = logits.gather(-1, tok.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-        logps = logps * mask
-    else:
-        logps = torch.zeros(mask.shape, device=dev)
-    return UserPass(logps, mask, user_h)
+    dev = _device(policy)
+    batch = layout_rows([list(prompt)] * len(completions), [list(c) for c in completions], pad_id, dev)
+    batch.decision_row = torch.arange(len(completions), device=dev)
+    batch.decision_col = torch.tensor([batch.prompt_width + len(c) - 1 for c in completions], device=dev)
+    out = policy(batch, logprobs=need_logprobs)
+    mask = batch.response_mask
+    logps = out.logprobs if need_logprobs else torch.zeros(mask.shape, device=dev)
+    return UserPass(logps, mask, out.hidden)
 
 
 def _strip_stop(ids: list[int], stop_ids: set[int]) -> list[int]:

@@ -102,7 +102,7 @@ def train_r2ec(m, benchmark) -> dict[str, Any]:
         m._emb = {}
         was = m.model.training
         m.model.eval()
-        e = item_embeddings(m.model, [item_prompt(i) for i in catalog], pad, c.item_batch)
+        e = item_embeddings(m.policy, [item_prompt(i) for i in catalog], pad, c.item_batch)
         if was:
             m.model.train()
         m._emb = {i: e[k] for k, i in enumerate(catalog)}
@@ -161,7 +161,7 @@ def train_r2ec(m, benchmark) -> dict[str, Any]:
             item_h_last = None
             for u, (row, prompt, out) in enumerate(zip(users, prompts, outs)):
                 comps = [ids for ids, _ in out]
-                up = user_pass(m.model, prompt, comps, pad, need_logprobs=True)
+                up = user_pass(m.policy, prompt, comps, pad, need_logprobs=True)
                 with torch.no_grad():
                     uh = up.user_h.detach()
                     if c.reward_over == "catalog":
@@ -240,4 +240,4 @@ def _item_states(m, item_ids: list[str], item_prompt, pad: int):
     """Embeddings of the in-batch items with gradient (one shared-prefix forward pass)."""
     from baselines.r2ec_model import last_states
 
-    return last_states(m.model, [item_prompt(i) for i in item_ids], pad).float()
+    return last_states(m.policy, [item_prompt(i) for i in item_ids], pad).float()

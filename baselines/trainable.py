@@ -183,3 +183,16 @@ def set_threads(n: int) -> None:
         import torch
 
         torch.set_num_threads(int(n))
+
+
+def lora_config(settings: Any, **extra: Any) -> Any:
+    """A ``peft.LoraConfig`` from a config's ``lora_r``, ``lora_alpha``, ``lora_dropout`` and ``lora_targets``
+    ("all-linear" or a comma list); ``extra`` goes to ``LoraConfig`` (e.g. ``trainable_token_indices``)."""
+    from r2bench.extras import require
+
+    peft = require("peft", purpose="LoRA training")
+    targets: Any = settings.lora_targets
+    if targets != "all-linear":
+        targets = [t.strip() for t in str(targets).split(",") if t.strip()]
+    return peft.LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+                           target_modules=targets, task_type="CAUSAL_LM", **extra)

@@ -92,8 +92,9 @@ def test_answer_words_must_be_single_tokens(planted):
 
 
 def test_loss_touches_only_the_two_answer_logits(planted, tmp_path):
-    """The gradient of the training loss w.r.t. the vocabulary logits is exactly zero outside the two answer columns."""
-    from baselines.prompt4nr import answer_loss, last_logits
+    """Through the policy module's forward, the training loss's gradient w.r.t. the vocabulary logits at the
+    answer position is exactly zero outside the two answer columns."""
+    from baselines.prompt4nr import answer_logits, answer_loss
     from baselines.prompt4nr_templates import answer_token_ids
 
     m = _method(planted, tmp_path, form="continuous")
@@ -101,16 +102,24 @@ def test_loss_touches_only_the_two_answer_logits(planted, tmp_path):
     m._prepare_training_model()
     neg, pos = answer_token_ids(m.tokenizer, m.template)
     g = m._groups(planted)[0]
-    logits = last_logits(m.model, g.prefix, g.rows, m.tokenizer.pad_token_id)
-    logits.retain_grad()
-    answer_loss(logits, torch.tensor(g.labels), neg, pos).backward()
+    seen = []
+
+    def keep(module, inputs, output):  # the full-vocabulary logits the policy slices its answer logits from
+        output.retain_grad()
+        seen.append(output)
+
+    hook = m.model.get_output_embeddings().register_forward_hook(keep)
+    two = answer_logits(m.policy, g.prefix, g.rows, m.tokenizer.pad_token_id, neg, pos)
+    hook.remove()
+    answer_loss(two, torch.tensor(g.labels)).backward()
+    (logits,) = seen
     grad = logits.grad
     others = torch.ones(grad.shape[1], dtype=torch.bool)
     others[[neg, pos]] = False
     assert grad.shape == (len(g.rows), len(m.tokenizer)) and g.labels == [1, 0, 0, 0, 0]
     assert torch.count_nonzero(grad[:, others]) == 0
     assert (grad[:, [neg, pos]].abs() > 0).all()
-    # the positive row's gradient lowers l_pos - l_neg's loss: it pushes l_pos up and l_neg down
+    # the positive row pushes l_pos up and l_neg down, a negative row the other way
     assert grad[0, pos] < 0 < grad[0, neg] and grad[1, pos] > 0 > grad[1, neg]
 
 

@@ -147,7 +147,7 @@ def test_reasoning_tokens_get_gradient_only_per_sequence(tribes, tmp_path):
     norms = {}
     for mode in ("per-sequence", "released"):
         m.model.zero_grad(set_to_none=True)
-        up = user_pass(m.model, prompt, [ids for ids, _ in outs], m._pad())
+        up = user_pass(m.policy, prompt, [ids for ids, _ in outs], m._pad())
         item_h = up.user_h[:1].detach()
         loss, _ = recpo_loss(up.logps, up.mask, up.user_h, item_h, torch.zeros(4, dtype=torch.long), adv, relabel,
                              broadcast=mode)
