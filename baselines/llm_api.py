@@ -42,6 +42,9 @@ class _LLMMethodConfig(ClientConfig):
 @dataclass
 class ListwiseConfig(_LLMMethodConfig):
     max_tokens: int = 2048
+    #: constrain the answer to K identifiers joined by " > ": none | regex (vLLM's ``structured_outputs``)
+    #: | json_schema (OpenAI's ``response_format``: vLLM, llama.cpp, OpenAI, SGLang)
+    structured_output: Literal["none", "regex", "json_schema"] = "none"
     #: word budget of each candidate's line (20 of them share the prompt)
     candidate_words: int = 30
     #: difflib ratio needed to accept a fuzzy title match
@@ -198,7 +201,7 @@ class ListwiseMethod(_LLMMethod):
             ]
             perms.append(perm)
             titles.append([(records.get(p.candidates[j]) or {}).get("title") or "" for j in perm])
-            requests.append(self.client.request(listwise_messages(p.context, texts)))
+            requests.append(self.client.request(listwise_messages(p.context, texts), **self._constraint(len(perm))))
         results = self.client.run_batch(requests, desc=f"{self.name} requests")
         scores = np.zeros((len(prompts), max((len(p.candidates) for p in prompts), default=0)), dtype=np.float64)
         for i, (p, perm, res) in enumerate(zip(prompts, perms, results)):
@@ -212,6 +215,22 @@ class ListwiseMethod(_LLMMethod):
             self._parse_details(parsed)
             self._record(p.instance_id, None, res, status, None)
         return scores
+
+    def _constraint(self, k: int) -> dict[str, Any]:
+        """The request fields that constrain the answer to ``k`` identifiers (``structured_output``)."""
+        from baselines.llm_prompts import listwise_json_schema, listwise_regex
+
+        how = self.config.structured_output
+        if how == "regex":
+            return {"extra_body": {"structured_outputs": {"regex": listwise_regex(k)}}}
+        if how == "json_schema":
+            schema = {"name": "ranking", "schema": listwise_json_schema(k), "strict": True}
+            return {"response_format": {"type": "json_schema", "json_schema": schema}}
+        if how != "none":
+            from r2bench.errors import R2BenchError
+
+            raise R2BenchError(f"structured_output must be none, regex or json_schema; got {how!r}")
+        return {}
 
     def _parse_details(self, parsed: Any) -> None:
         for key in ("by_id", "by_title", "by_fuzzy", "duplicates", "hallucinated"):

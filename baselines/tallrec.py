@@ -95,15 +95,20 @@ class TALLRecMethod(BaseMethod):
         super().__init__(config, seed)
         self.model: Any = None
         self.tokenizer: Any = None
+        self.engine: Any = None
         self._info: dict[str, Any] = {}
 
     def set_model(self, model, tokenizer) -> None:
         """Start from an already loaded model (tests); LoRA is added by ``fit`` when ``lora_r > 0``."""
         self.model, self.tokenizer = model, tokenizer
 
+    def set_engine(self, engine) -> None:
+        """Train on this :class:`r2bench.lm.engine.Engine` (e.g. several processes under ``accelerate launch``)."""
+        self.engine = engine
+
     # ---------------------------------------------------------------- data
-    def _examples(self, benchmark) -> list[list[tuple[list[dict[str, str]], str]]]:
-        """Per train instance (a seeded sample): its positive and sampled negatives as (messages, answer)."""
+    def _examples(self, benchmark) -> tuple[list[str], list[list[tuple[list[dict[str, str]], str]]]]:
+        """Per train instance (a seeded sample): its user, and its positive and sampled negatives as (messages, answer)."""
         from r2bench.lm.prompts import instance_prompt
         from r2bench.stablehash import stable_rng as _stable_rng
 
@@ -113,7 +118,7 @@ class TALLRecMethod(BaseMethod):
         if c.max_instances:
             order = order[: c.max_instances]
         recs = benchmark.item_records()
-        groups = []
+        users, groups = [], []
         for i in order.tolist():
             row = rows[i]
             ip = instance_prompt(row, recs, benchmark.profile_fields)
@@ -121,16 +126,18 @@ class TALLRecMethod(BaseMethod):
             others = [k for k in range(len(ip.candidates)) if k != t]
             rng = _stable_rng(self.seed, "tallrec-neg", int(row["instance_id"]))
             negs = rng.choice(others, size=min(c.negatives_per_positive, len(others)), replace=False).tolist()
+            users.append(str(row["user_id"]))
             groups.append([(tallrec_messages(ip.context, ip.item_texts[k]), YES if k == t else NO) for k in [t] + negs])
-        return groups
+        return users, groups
 
     @staticmethod
-    def _batches(groups: list, batch_size: int, order) -> list[list]:
-        """Whole instance groups packed into batches of at least ``batch_size`` examples (the last may be short)."""
+    def _batches(sizes: list[int], batch_size: int, order) -> list[list[int]]:
+        """Whole instance groups (their indices) packed into batches of at least ``batch_size`` examples
+        (the last may be short); ``sizes``: the examples of each group."""
         out, cur, n = [], [], 0
         for i in order:
-            cur.append(groups[i])
-            n += len(groups[i])
+            cur.append(int(i))
+            n += sizes[i]
             if n >= batch_size:
                 out.append(cur)
                 cur, n = [], 0
@@ -138,12 +145,20 @@ class TALLRecMethod(BaseMethod):
 
     # ---------------------------------------------------------------- protocol
     def fit(self, benchmark) -> None:
+        """LoRA (or full) fine-tuning on the Yes/No examples, on the accelerate engine through the policy module.
+
+        Each optimiser step takes a global batch of whole instances (the same seeded packing on
+        every process); each process runs one forward/backward pass per instance of its users,
+        padded with zero-weight repeats to the same count on every process (``r2bench.lm.engine``),
+        and the loss is the batch's mean answer-token cross-entropy."""
         import torch
 
-        from r2bench.progress import bar
         from r2bench.lm.backbones import load_backbone, load_policy
         from r2bench.lm.checkpoints import save_policy
-        from r2bench.lm.examples import encode_example, prefix_sft_loss
+        from r2bench.lm.engine import Engine
+        from r2bench.lm.examples import encode_example, examples_batch
+        from r2bench.lm.policy import Policy, response_nll
+        from r2bench.progress import bar
         from r2bench.stablehash import hash_seed
 
         c = self.config
@@ -154,9 +169,10 @@ class TALLRecMethod(BaseMethod):
                                                        device=c.device, dtype=c.dtype)
             self._info = {"checkpoint": str(ck), "fitted": False}
             return
-        torch.manual_seed(hash_seed(self.seed, 3))
+        engine = self.engine if self.engine is not None else Engine()
+        torch.manual_seed(hash_seed(self.seed, 3))  # the same LoRA initialisation on every process
         if self.model is None:
-            self.model, self.tokenizer = load_policy(c.backbone, c, device=c.device, dtype=c.dtype)
+            self.model, self.tokenizer = load_policy(c.backbone, c, device=engine.model_device(c.device), dtype=c.dtype)
         elif c.lora_r == 0:
             for p in self.model.parameters():
                 p.requires_grad_(True)
@@ -168,39 +184,45 @@ class TALLRecMethod(BaseMethod):
                 target_modules=c.lora_targets if c.lora_targets == "all-linear" else c.lora_targets.split(","),
                 task_type="CAUSAL_LM"))
         _answer_ids(self.tokenizer)
-        groups = [[encode_example(self.tokenizer, m, a, c.max_length) for m, a in g] for g in self._examples(benchmark)]
+        users, texts = self._examples(benchmark)
+        groups = [[encode_example(self.tokenizer, m, a, c.max_length) for m, a in g] for g in texts]
         params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=c.lr)
+        policy, opt = engine.prepare(Policy(self.model), torch.optim.AdamW(params, lr=c.lr), c.grad_clip)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        dev = self.model.get_output_embeddings().weight.device
         t0, losses = time.perf_counter(), []
-        self.model.train()
-        plan = [self._batches(groups, c.batch_size, np.random.default_rng(hash_seed(self.seed, e, 5)).permutation(len(groups)))
+        policy.train()
+        sizes = [len(g) for g in groups]
+        plan = [self._batches(sizes, c.batch_size, np.random.default_rng(hash_seed(self.seed, e, 5)).permutation(len(groups)))
                 for e in range(c.epochs)]
         n_batches = sum(len(p) for p in plan)
-        with bar(total=n_batches, desc="TALLRec fit", unit="batch") as b:
+        with bar(total=n_batches, desc="TALLRec fit", unit="batch", disable=not engine.is_main) as b:
             for batches in plan:
                 for batch in batches:
-                    # mean over the batch's answer tokens; one backward pass per instance (shared prefix)
-                    n_tok = sum(len(seq) - n_prompt for g in batch for seq, n_prompt in g)
-                    opt.zero_grad(set_to_none=True)
+                    # mean over the global batch's answer tokens; one pass per instance (shared prefix)
+                    n_tok = sum(len(seq) - n_prompt for g in batch for seq, n_prompt in groups[g])
+                    shard = engine.shard([users[g] for g in batch])
                     total = 0.0
-                    for g in batch:
-                        loss_sum, _ = prefix_sft_loss(self.model, g, pad)
-                        (loss_sum / n_tok).backward()
-                        total += float(loss_sum.detach())
-                    if c.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
-                    opt.step()
-                    losses.append(total / n_tok)
+                    for j, (item, w) in enumerate(zip(shard.items, shard.weights)):
+                        with engine.micro_step(policy, last=j == len(shard.items) - 1):
+                            pb = examples_batch(groups[batch[item]], pad, dev)
+                            loss_sum, _ = response_nll(policy(pb), pb)
+                            engine.backward(loss_sum * (w * engine.world_size / n_tok))
+                        total += w * float(loss_sum.detach())
+                    engine.step(policy, opt, c.grad_clip)
+                    losses.append(engine.sum([total])[0] / n_tok)
                     b.update(1)
                     b.set_postfix(loss=f"{losses[-1]:.3f}")
+        policy.eval()
         self.model.eval()
         save_to = Path(c.save_to) if c.save_to else Path(tempfile.mkdtemp(prefix="tallrec-"))
-        save_policy(self.model, self.tokenizer, save_to)
-        self._info = {"fitted": True, "train_examples": sum(len(g) for g in groups), "train_instances": len(groups),
+        if engine.is_main:
+            save_policy(self.model, self.tokenizer, save_to)
+        engine.barrier()
+        self._info = {"fitted": True, "train_examples": sum(sizes), "train_instances": len(groups),
                       "fit_loss_first": losses[0] if losses else None,
                       "fit_loss_last": float(np.mean(losses[-max(1, n_batches // 4):])) if losses else None,
-                      "fit_batches": n_batches,
+                      "fit_batches": n_batches, "processes": engine.world_size,
                       "fit_s": time.perf_counter() - t0, "checkpoint": str(save_to)}
 
     def score(self, benchmark, instances: pl.DataFrame) -> np.ndarray:

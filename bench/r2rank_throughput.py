@@ -10,11 +10,14 @@ candidate with greedy decoding three ways and prints candidates/s and generated 
 
 1. ``hf 1/batch``: the local model, one instance per decoding batch (``instances_per_batch=1``);
 2. ``hf N/batch``: ``--batch`` instances decoded together (their prefixes encoded together);
-3. ``openai``: reasonings from an OpenAI-compatible completions endpoint (``--server auto``
-   starts llama.cpp on the packaged SmolLM2 GGUF, the same weights as ``smollm2-135m``;
-   a URL uses that server, ``--served-model`` names its model), response cache off, then
-   the decision by one local prefill (``instances_per_batch=--batch``). Its wall time is
-   split into generation (server) and decision (local).
+3. ``openai <engine>``: reasonings from an OpenAI-compatible completions endpoint, response
+   cache off, then the decision by one local prefill (``instances_per_batch=--batch``). Its
+   wall time is split into generation (server) and decision (local). ``--server auto``
+   starts, one after the other, each engine of ``--engines`` that is installed: llama.cpp
+   on the packaged SmolLM2 GGUF and vLLM on the converted SmolLM2 folder (the same weights
+   as ``smollm2-135m``; ``--vllm-dtype``, float32 by default, as ``serve-local``), sending
+   the prompts as token ids and reading the generated ids back on vLLM
+   (``server_token_ids``); a URL uses that server (``--served-model`` names its model).
 
 It checks that paths 1 and 2 give the same greedy tokens and scores (printed: how many
 rows agree and the largest score difference; in bfloat16 on a GPU, batch-dependent
@@ -119,6 +122,9 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--server", default="auto", help="auto (llama.cpp on SmolLM2 when available), none, or a base URL")
     ap.add_argument("--served-model", default="smollm2")
+    ap.add_argument("--engines", default="llama.cpp,vllm", help="engines --server auto starts, in this order")
+    ap.add_argument("--vllm-dtype", default="float32", help="dtype of the vLLM server (float32, bfloat16)")
+    ap.add_argument("--concurrency", type=int, default=20, help="requests in flight on the openai paths")
     args = ap.parse_args()
 
     import tempfile
@@ -184,39 +190,57 @@ def main() -> None:
                                                     instances_per_batch=ipb)
         record(label, time.perf_counter() - t0, decided, peak.mib)
 
-    server = None
-    if args.server != "none" and not args.random_model:
-        url = args.server
-        if args.server == "auto":
-            import importlib.util
+    def served(label: str, url: str, token_ids: bool) -> None:
+        from r2bench.llm.client import LLMClient
+        from r2bench.r2rank.method import R2RankConfig
+        from r2bench.r2rank.remote import remote_reasonings
 
-            if importlib.util.find_spec("llama_cpp") is None or args.backbone != "smollm2-135m":
-                url = None
-                print("openai path skipped: --server auto needs llama-cpp-python[server] and --backbone smollm2-135m")
-            else:
+        client = LLMClient(R2RankConfig(base_url=url, model=args.served_model, cache=False,
+                                        concurrency=args.concurrency, timeout_s=1800), allow_partial=True)
+        t0 = time.perf_counter()
+        with Peak(device) as peak:
+            reasonings, _ = remote_reasonings(client, tok, messages, prompts, max_tokens=args.max_new_tokens,
+                                              server_token_ids=token_ids)
+            t_gen = time.perf_counter() - t0
+            decided = I.decide_instances(model, tok, prompts, reasonings, instances_per_batch=args.batch)
+        secs = time.perf_counter() - t0
+        record(label, secs, decided, peak.mib,
+               f"(generation {t_gen:.1f} s on the server, decision {secs - t_gen:.1f} s local)")
+
+    if args.server not in ("none", "auto") and not args.random_model:
+        served("openai", args.server, token_ids=False)
+    elif args.server == "auto" and not args.random_model:
+        import importlib.util
+
+        for engine in [e.strip() for e in args.engines.split(",") if e.strip()]:
+            if args.backbone != "smollm2-135m":
+                print(f"openai {engine} skipped: --server auto serves SmolLM2 only (--backbone smollm2-135m)")
+                continue
+            if engine == "llama.cpp":
+                if importlib.util.find_spec("llama_cpp") is None:
+                    print("openai llama.cpp skipped: llama-cpp-python[server] is not installed")
+                    continue
                 from r2bench.llm.local_server import LocalServer
 
-                server = LocalServer(n_threads=max(1, args.threads), log_path=tempfile.mktemp(suffix=".log")).start()
-                url = server.base_url
-        if url:
-            from r2bench.llm.client import LLMClient
-            from r2bench.r2rank.method import R2RankConfig
-            from r2bench.r2rank.remote import remote_reasonings
+                server = LocalServer(n_threads=max(1, args.threads), log_path=tempfile.mktemp(suffix=".log"))
+            elif engine == "vllm":
+                from r2bench.llm.vllm_server import VLLMServer, vllm_available
+                from r2bench.lm.backbones import resolve_backbone
 
+                if not vllm_available():
+                    print("openai vllm skipped: vLLM is not installed (bash scripts/install_vllm_cpu.sh)")
+                    continue
+                server = VLLMServer(resolve_backbone("smollm2-135m"), dtype=args.vllm_dtype,
+                                    log_path=tempfile.mktemp(suffix=".log"))
+            else:
+                raise SystemExit(f"unknown engine {engine!r} in --engines (llama.cpp, vllm)")
             try:
-                client = LLMClient(R2RankConfig(base_url=url, model=args.served_model, cache=False, concurrency=4),
-                                   allow_partial=True)
-                t0 = time.perf_counter()
-                with Peak(device) as peak:
-                    reasonings, _ = remote_reasonings(client, tok, messages, prompts, max_tokens=args.max_new_tokens)
-                    t_gen = time.perf_counter() - t0
-                    decided = I.decide_instances(model, tok, prompts, reasonings, instances_per_batch=args.batch)
-                secs = time.perf_counter() - t0
-                record("openai", secs, decided, peak.mib,
-                       f"(generation {t_gen:.1f} s on the server, decision {secs - t_gen:.1f} s local)")
+                server.start()
+                if engine == "vllm":
+                    print(server.cpu.describe(), flush=True)
+                served(f"openai {engine}", server.base_url, token_ids=engine == "vllm")
             finally:
-                if server is not None:
-                    server.stop()
+                server.stop()
 
     ref = results["hf 1/batch"]
     rows_total = sum(len(d[0]) for d in ref)

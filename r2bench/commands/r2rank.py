@@ -8,7 +8,8 @@ DESCRIPTION = (
     "`r2bench r2rank sft --data sft-data --out sft`, `r2bench r2rank rl --dataset D --out rl "
     "--set backbone=sft/final --set variant=sft+rl`, then `r2bench run --method r2rank --dataset D "
     "--set backbone=rl/final`. Settings: --set key=value / --config file.yaml (see r2bench/r2rank/train_config.py). "
-    "Several processes: `accelerate launch --num_processes N -m r2bench r2rank rl ...` (or torchrun)."
+    "Several processes (sft, rl): `accelerate launch [--config_file configs/accelerate/<engine>.yaml] "
+    "--num_processes N -m r2bench r2rank rl ...` (DDP, DeepSpeed ZeRO or FSDP2; docs/r2rank/distributed.md)."
 )
 
 
@@ -67,30 +68,33 @@ def run(args) -> int:
 
     require("torch", purpose="R2Rank training")
     require("transformers", purpose="R2Rank training")
-    from r2bench.lm.distributed import DistContext
-
     if stage in ("features", "head"):
         return _frozen(stage, args, overrides)
-    dist = DistContext()
+    from r2bench.lm.engine import Engine
+
+    if stage == "sft":
+        from r2bench.r2rank.sft import run_sft
+        from r2bench.r2rank.train_config import SFTConfig
+
+        cfg = build_config(SFTConfig, overrides, args.config)
+        train = lambda engine: run_sft(cfg, args.data, args.out, seed=args.seed,  # noqa: E731
+                                       resume=not args.no_resume, engine=engine)
+    else:
+        from r2bench.data.benchmark import load_benchmark
+        from r2bench.r2rank.rl import run_rl
+        from r2bench.r2rank.train_config import RLConfig
+
+        cfg = build_config(RLConfig, overrides, args.config)
+        bench = load_benchmark(args.dataset)
+        train = lambda engine: run_rl(cfg, bench, args.out, seed=args.seed,  # noqa: E731
+                                      resume=not args.no_resume, engine=engine)
+    engine = Engine()  # one process, or several under `accelerate launch` / torchrun (DDP, DeepSpeed, FSDP2)
     try:
-        if stage == "sft":
-            from r2bench.r2rank.sft import run_sft
-            from r2bench.r2rank.train_config import SFTConfig
-
-            cfg = build_config(SFTConfig, overrides, args.config)
-            final = run_sft(cfg, args.data, args.out, seed=args.seed, resume=not args.no_resume, dist=dist)
-        else:
-            from r2bench.data.benchmark import load_benchmark
-            from r2bench.r2rank.rl import run_rl
-            from r2bench.r2rank.train_config import RLConfig
-
-            cfg = build_config(RLConfig, overrides, args.config)
-            final = run_rl(cfg, load_benchmark(args.dataset), args.out, seed=args.seed,
-                           resume=not args.no_resume, dist=dist)
+        final = train(engine)
+        if engine.is_main:  # every process trains; only the main one writes and reports
+            print(f"{stage} done -> {final}")
     finally:
-        dist.close()
-    if dist.is_main:
-        print(f"{stage} done -> {final}")
+        engine.end()
     return 0
 
 

@@ -21,8 +21,9 @@ answers.
 Two endpoints: chat (``request``: ``messages``) and text completions
 (``completion_request``: ``prompt``, a string or token ids), the latter for callers
 that apply the chat template themselves. Server-specific fields (e.g. llama.cpp's
-``repeat_penalty``, vLLM's ``return_tokens_as_token_ids``) travel in ``extra_body``,
-which is part of the request and of its cache key.
+``repeat_penalty``, vLLM's ``return_tokens_as_token_ids`` and ``structured_outputs``)
+travel in ``extra_body``, which is part of the request and of its cache key; so is
+OpenAI's ``response_format``.
 """
 
 from __future__ import annotations
@@ -115,8 +116,14 @@ class LLMClient:
         logprobs: bool = False,
         top_logprobs: int | None = None,
         stop: list[str] | None = None,
+        response_format: dict[str, Any] | None = None,
+        extra_body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A request: exactly the fields that determine the answer (hashed for the cache)."""
+        """A request: exactly the fields that determine the answer (hashed for the cache).
+
+        ``response_format`` is OpenAI's field (e.g. a ``json_schema`` the answer must follow);
+        ``extra_body`` carries server-specific fields, such as vLLM's ``structured_outputs``.
+        """
         cfg = self.config
         req: dict[str, Any] = {
             "model": cfg.model,
@@ -133,6 +140,10 @@ class LLMClient:
                 req["top_logprobs"] = int(top_logprobs)
         if stop:
             req["stop"] = list(stop)
+        if response_format:
+            req["response_format"] = dict(response_format)
+        if extra_body:
+            req["extra_body"] = dict(extra_body)
         return req
 
     def completion_request(

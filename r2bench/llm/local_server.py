@@ -1,10 +1,13 @@
-"""Start and stop a local OpenAI-compatible server (llama.cpp) on the packaged SmolLM2 GGUF.
+"""Start and stop a local OpenAI-compatible server, and know when it dies.
 
 This is how the LLM baselines run offline: ``r2bench serve-local`` for users, the
-``LocalServer`` context manager for tests and benchmarks. The server is
-``python -m llama_cpp.server`` from ``llama-cpp-python[server]`` (the ``serve``
-extra), bound to 127.0.0.1 unless told otherwise; its log goes to a file so a
-full pipe can never stall it.
+context managers for tests and benchmarks. :class:`ServerProcess` is the engine-neutral
+part (start, readiness on ``/v1/models``, liveness: exit status or signal and the last
+log lines, stop of the whole process session); :class:`LocalServer` is llama.cpp
+(``python -m llama_cpp.server`` from ``llama-cpp-python[server]``, the ``serve`` extra)
+on the packaged SmolLM2 GGUF, and ``r2bench.llm.vllm_server.VLLMServer`` is vLLM.
+Servers bind 127.0.0.1 unless told otherwise; their log goes to a file so a full pipe
+can never stall them.
 """
 
 from __future__ import annotations
@@ -98,23 +101,23 @@ def server_command(
     return cmd
 
 
-class LocalServer:
-    """``with LocalServer() as srv: ... srv.base_url ...`` (waits until /v1/models answers)."""
+class ServerProcess:
+    """A local server process and its liveness: start, wait until ``/v1/models`` answers, stop.
 
-    def __init__(
-        self, model: str | Path | None = None, host: str = "127.0.0.1", port: int | None = None,
-        n_ctx: int = 4096, alias: str = DEFAULT_ALIAS, n_threads: int | None = None,
-        log_path: str | Path | None = None, prompt_cache: bool = False, env: dict[str, str] | None = None,
-    ):
-        from r2bench.extras import require
+    Engine-neutral; subclasses give the command line (``cmd``), the engine's name and the hint
+    printed when the process dies of SIGILL/SIGSEGV. The process gets a session of its own, so
+    ``stop`` also ends the helper processes some engines start (vLLM's engine core and worker).
+    """
 
-        require("llama_cpp", purpose="the local OpenAI-compatible server")
-        self.model = Path(model) if model else smollm2_gguf()
+    engine = "server"
+
+    def __init__(self, cmd: list[str], host: str, port: int, alias: str, log_path: str | Path | None,
+                 env: dict[str, str] | None, log_prefix: str):
+        self.cmd = cmd
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port
         self.alias = alias
-        self.cmd = server_command(self.model, host, self.port, n_ctx, alias, n_threads, prompt_cache)
-        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="r2bench-llama-", suffix=".log")[1])
+        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix=log_prefix, suffix=".log")[1])
         self.env = env  # the server's environment (None: this process's)
         self.proc: subprocess.Popen | None = None
 
@@ -122,11 +125,16 @@ class LocalServer:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    def start(self, wait_s: float = 180.0) -> "LocalServer":
+    def crash_hint(self) -> str:
+        """What a SIGILL/SIGSEGV usually means for this engine."""
+        return ""
+
+    def start(self, wait_s: float = 180.0) -> "ServerProcess":
         if not port_is_free(self.host, self.port):  # else a server already there would look like ours
             raise R2BenchError(f"port {self.port} on {self.host} is in use; pick another with --port (0 = any free port)")
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env)
+        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=self.env, start_new_session=True)
         log.close()
         self.wait_ready(wait_s)
         return self
@@ -143,7 +151,8 @@ class LocalServer:
                 pass
             time.sleep(0.25)
         self.stop()
-        raise R2BenchError(f"the llama.cpp server did not answer on {self.base_url} within {wait_s:.0f}s: {self.log_tail()}")
+        raise R2BenchError(f"the {self.engine} server did not answer on {self.base_url} within {wait_s:.0f}s: "
+                           f"{self.log_tail()}")
 
     def log_tail(self, n: int = 800, lines: int | None = None) -> str:
         """The end of the server's log: its last ``n`` characters, or its last ``lines`` lines."""
@@ -162,9 +171,9 @@ class LocalServer:
     def death_message(self) -> str:
         rc = self.exit_status()
         what = "was never started" if self.proc is None else describe_exit(rc) if rc is not None else "is running"
-        hint = f"\n({CRASH_HINT})" if rc is not None and rc < 0 and -rc in (signal.SIGILL, signal.SIGSEGV) else ""
-        return (f"the llama.cpp server at {self.base_url} {what}; last lines of its log {self.log_path}:\n"
-                f"{self.log_tail(lines=15)}{hint}")
+        hint = self.crash_hint() if rc is not None and rc < 0 and -rc in (signal.SIGILL, signal.SIGSEGV) else ""
+        return (f"the {self.engine} server at {self.base_url} {what}; last lines of its log {self.log_path}:\n"
+                f"{self.log_tail(lines=15)}" + (f"\n({hint})" if hint else ""))
 
     def check_alive(self) -> None:
         """Raise ``ServerDied`` (exit code or signal, last log lines) if the server process is gone."""
@@ -172,17 +181,46 @@ class LocalServer:
             raise ServerDied(self.death_message())
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        """Terminate the server and every process of its session (then kill what is left)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
+        try:  # helpers of the session (e.g. vLLM's engine core) that outlived the main process
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         self.proc = None
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> "ServerProcess":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class LocalServer(ServerProcess):
+    """llama.cpp: ``with LocalServer() as srv: ... srv.base_url ...`` (waits until /v1/models answers)."""
+
+    engine = "llama.cpp"
+
+    def __init__(
+        self, model: str | Path | None = None, host: str = "127.0.0.1", port: int | None = None,
+        n_ctx: int = 4096, alias: str = DEFAULT_ALIAS, n_threads: int | None = None,
+        log_path: str | Path | None = None, prompt_cache: bool = False, env: dict[str, str] | None = None,
+    ):
+        from r2bench.extras import require
+
+        require("llama_cpp", purpose="the local OpenAI-compatible server")
+        self.model = Path(model) if model else smollm2_gguf()
+        port = port or free_port(host)
+        super().__init__(server_command(self.model, host, port, n_ctx, alias, n_threads, prompt_cache),
+                         host, port, alias, log_path, env, log_prefix="r2bench-llama-")
+
+    def crash_hint(self) -> str:
+        return CRASH_HINT

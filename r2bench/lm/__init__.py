@@ -16,6 +16,8 @@ keeps it so, and keeps every module under ``baselines/`` from importing ``r2benc
   the shared-prefix pass, the decision states, the head's scores, the response log-probs
   and answer-word logits) and its batch (``PolicyBatch``); every trainer trains through it;
 - ``examples``: prompt + response examples and the response-only token loss (SFT, TALLRec);
+- ``engine``: accelerate as the training engine (DDP, DeepSpeed ZeRO, FSDP2), the sharding of
+  users over processes with equal passes on every process;
 - ``checkpoints``: resumable checkpoints, the policy's safetensors export and training logs.
 
 Only ``prompts`` is light; the other modules import torch/transformers.

@@ -157,7 +157,7 @@ def choose_dtype(dtype: str = "auto", device: str = "cpu") -> Any:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
     table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+             "float16": torch.float16, "fp16": torch.float16, "float64": torch.float64, "fp64": torch.float64}
     if dtype not in table:
         raise R2BenchError(f"unknown dtype {dtype!r}; expected auto, {', '.join(table)}")
     return table[dtype]

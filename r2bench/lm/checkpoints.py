@@ -2,9 +2,11 @@
 
 - :func:`save_policy`: the policy as safetensors: a LoRA adapter folder, or a model folder;
 - :class:`Checkpointer`: resumable checkpoints ``<out>/checkpoints/step-NNNNNN/``
-  with the policy (model or adapter), ``head.safetensors``, ``optimizer.pt``
-  (loaded back with ``weights_only=True``) and ``state.json``; ``LATEST`` names the
-  newest, written last so that a killed run resumes from a complete checkpoint.
+  with the policy (model or adapter), ``head.safetensors``, the optimizer state
+  (``optimizer.pt``, loaded back with ``weights_only=True``; or, where the engine shards it,
+  accelerate's ``engine/`` folder) and ``state.json``; ``LATEST`` names the newest, written
+  last so that a killed run resumes from a complete checkpoint. Every process calls it;
+  the main process writes (``r2bench.lm.engine``);
 - :class:`CSVLog`: one CSV row per step (and TensorBoard scalars when asked);
 - :func:`peak_memory_mb`: the figure every step log reports.
 """
@@ -36,21 +38,41 @@ def peak_memory_mb(device: torch.device | str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def save_policy(model, tokenizer, folder: Path, merged: bool = False) -> None:
-    """The policy as safetensors: a LoRA adapter folder, or (``merged`` / full FT) a model folder."""
+def save_policy(model, tokenizer, folder: Path, merged: bool = False, state_dict: dict | None = None) -> None:
+    """The policy as safetensors: a LoRA adapter folder, or (``merged`` / full FT) a model folder.
+
+    ``state_dict``: the model's full state dict where the engine shards it (FSDP; see
+    :meth:`r2bench.lm.engine.Engine.policy_state_dict`), else None (the module's own).
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    kw = {} if state_dict is None else {"state_dict": state_dict}
     if is_peft(model) and merged:
         import copy
 
-        merged_model = copy.deepcopy(model).merge_and_unload()
-        merged_model.save_pretrained(folder, safe_serialization=True)
+        merged_model = copy.deepcopy(model)
+        if state_dict is not None:
+            merged_model.load_state_dict(state_dict)
+        merged_model.merge_and_unload().save_pretrained(folder, safe_serialization=True)
     else:
-        model.save_pretrained(folder, safe_serialization=True)
+        model.save_pretrained(folder, safe_serialization=True, **kw)
     tokenizer.save_pretrained(folder)
 
 
+def _sub(state: dict[str, Any] | None, prefix: str) -> dict[str, Any] | None:
+    return None if state is None else {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
 class Checkpointer:
-    """Resumable checkpoints under ``<out>/checkpoints`` (see the module docstring)."""
+    """Resumable checkpoints under ``<out>/checkpoints`` (see the module docstring).
+
+    Engine-aware: every process calls :meth:`save` and :meth:`load_optimizer`. Where each
+    process holds the whole optimizer state (one process, DDP) the main process writes it as
+    ``optimizer.pt`` and every process reads it back (``torch.load(weights_only=True)``);
+    where the engine shards it (DeepSpeed ZeRO, FSDP) every process writes its shard through
+    accelerate's ``save_state`` into ``engine/`` and reads it back with ``load_state``. The
+    policy (``policy/``: the model or LoRA adapter) and the head (``head.safetensors``) are
+    written whole by the main process (gathered first where the engine shards them).
+    """
 
     def __init__(self, out_dir: Path, keep: int = 2):
         self.root = Path(out_dir) / "checkpoints"
@@ -63,21 +85,37 @@ class Checkpointer:
         d = self.root / f.read_text().strip()
         return d if (d / "state.json").is_file() else None
 
-    def save(self, step: int, model, tokenizer, head, optimizer, state: dict[str, Any], save_model: bool = True) -> Path:
+    def save(self, step: int, engine, model, tokenizer, optimizer, state: dict[str, Any],
+             save_model: bool = True) -> Path:
+        """Write ``step-NNNNNN`` (every process calls this). ``model`` is the prepared policy
+        (``r2bench.lm.policy.Policy`` inside the engine's wrapper); its head, if any, is saved with
+        ``head.save(path, state=...)``."""
         name = f"step-{step:06d}"
         target = self.root / name
-        with atomic_path(target) as tmp:
+        tmp = self.root / f".{name}.partial"
+        if engine.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
+        engine.barrier()
+        full = engine.policy_state_dict(model)  # collective where the engine shards the parameters
+        if engine.shards_state:
+            engine.save_state(tmp / "engine")
+        if engine.is_main:
+            policy = engine.unwrap(model)
             if save_model:
-                save_policy(model, tokenizer, tmp / "policy")
-            if head is not None:
-                head.save(tmp / "head.safetensors")
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+                save_policy(policy.lm, tokenizer, tmp / "policy", state_dict=_sub(full, "lm."))
+            if policy.head is not None:
+                policy.head.save(tmp / "head.safetensors", state=_sub(full, "head."))
+            if not engine.shards_state:
+                torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             write_json(tmp / "state.json", {"step": step, **state})
-        write_text(self.root / "LATEST", name)
-        olds = sorted(d for d in self.root.glob("step-*") if d.is_dir() and d.name != name)
-        for d in olds[: max(0, len(olds) - (self.keep - 1))]:
-            shutil.rmtree(d, ignore_errors=True)
+            shutil.rmtree(target, ignore_errors=True)
+            tmp.rename(target)
+            write_text(self.root / "LATEST", name)  # last: a killed run resumes from a complete checkpoint
+            olds = sorted(d for d in self.root.glob("step-*") if d.is_dir() and d.name != name)
+            for d in olds[: max(0, len(olds) - (self.keep - 1))]:
+                shutil.rmtree(d, ignore_errors=True)
+        engine.barrier()
         return target
 
     @staticmethod
@@ -85,7 +123,13 @@ class Checkpointer:
         return json.loads((ckpt / "state.json").read_text())
 
     @staticmethod
-    def load_optimizer(ckpt: Path, optimizer) -> None:
+    def load_optimizer(ckpt: Path, optimizer, engine=None) -> None:
+        """The optimizer state of ``ckpt`` into the (prepared) ``optimizer``, on every process."""
+        if (ckpt / "engine").is_dir():
+            if engine is None:
+                raise ValueError(f"{ckpt} holds an engine-sharded state: pass the engine")
+            engine.load_state(ckpt / "engine")
+            return
         optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True, map_location="cpu"))
 
 

@@ -119,7 +119,7 @@ class PolicyOutput:
     logprobs: torch.Tensor | None = None
     #: ``[P, H]`` last-layer hidden states at the decision positions (the model's dtype)
     hidden: torch.Tensor | None = None
-    #: ``head(hidden)`` in float32 (``[P]`` for R2Rank's scoring head; whatever the head returns)
+    #: ``head(hidden)`` in float32, float64 if the head is (``[P]`` for R2Rank's scoring head; whatever the head returns)
     scores: torch.Tensor | None = None
     #: ``[Q, V']`` logits of ``vocab_ids`` at the logit positions, float32
     vocab_logits: torch.Tensor | None = None
@@ -135,18 +135,26 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return picked - torch.logsumexp(logits, dim=-1)
 
 
-def response_nll(out: PolicyOutput, batch: PolicyBatch) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy (negative log-likelihood) of the masked response tokens, and their count."""
+def response_nll(out: PolicyOutput, batch: PolicyBatch,
+                 weights: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy (negative log-likelihood) of the masked response tokens, and their count.
+
+    ``weights`` ``[rows]`` multiply each row's tokens (a zero-weight repeat adds nothing; the count
+    is of the rows with a non-zero weight)."""
     if out.logprobs is None or batch.response_mask is None:
         raise ValueError("response_nll needs a batch with a response block and logprobs=True")
-    return -(out.logprobs * batch.response_mask).sum(), int(batch.response_mask.sum())
+    mask = batch.response_mask.to(out.logprobs.dtype)
+    if weights is not None:
+        w = weights.to(device=mask.device, dtype=mask.dtype)[:, None]
+        return -(out.logprobs * mask * w).sum(), int((mask * (w != 0)).sum())
+    return -(out.logprobs * mask).sum(), int(mask.sum())
 
 
 class Policy(nn.Module):
     """The language model (``lm``: HF causal LM or a peft model) and an optional ``head`` in one module.
 
-    ``head`` maps the hidden states at the decision positions ``[P, H]`` (given in float32)
-    to anything (R2Rank's :class:`r2bench.r2rank.head.ScoringHead`: scores ``[P]``; R2ec: an
+    ``head`` maps the hidden states at the decision positions ``[P, H]`` (cast to the head's
+    dtype) to anything (R2Rank's :class:`r2bench.r2rank.head.ScoringHead`: scores ``[P]``; R2ec: an
     embedding projection). Hold every trainable parameter of a method here, and call the
     *prepared* policy (``r2bench.lm.engine.Engine.prepare``) for every pass that needs
     gradients. No-gradient passes (rollouts, evaluation) may use the unwrapped module or the
@@ -199,7 +207,10 @@ class Policy(nn.Module):
         return out
 
     def _score(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.head(hidden.float()).float()
+        """The head on ``hidden`` cast to the head's dtype; the result in float32 (float64 stays float64)."""
+        w = next(self.head.parameters(), None)
+        s = self.head(hidden.to(w.dtype) if w is not None and w.is_floating_point() else hidden.float())
+        return s if s.dtype == torch.float64 else s.float()
 
 
 def _long(values: Sequence[int], device: Any) -> torch.Tensor:

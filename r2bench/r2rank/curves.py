@@ -58,3 +58,52 @@ def plot_head_logs(logs: dict[str, str | Path], out: str | Path, *, chance: floa
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")
     return out
+
+
+def plot_rl_logs(logs: dict[str, str | Path], out: str | Path, *, chance: float | None = None,
+                 references: dict[str, float] | None = None, title: str = "") -> Path:
+    """The curves of RL runs (``<out>/log.csv`` of ``r2bench r2rank rl``): reward per step and held-out NDCG@10.
+
+    Left: the mean NDCG@10 of the Plackett-Luce rankings sampled in each step (the reward,
+    thin) and its moving average over 5 steps (thick). Right: the held-out NDCG@10 of the
+    greedy ranking, measured every ``eval_every`` steps, with the chance level and optional
+    reference lines (e.g. the zero-shot and SFT-only models on the same instances).
+    """
+    from r2bench.extras import require
+
+    require("matplotlib", purpose="learning-curve plots")
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 5.2), dpi=110, layout="constrained")
+    left, right = fig.subplots(1, 2)
+    colors = colormaps["tab10"]
+    for i, (label, path) in enumerate(logs.items()):
+        df = pl.read_csv(path, infer_schema_length=None).with_columns(pl.exclude("step").cast(pl.Float64)).sort("step")
+        c = colors(i % 10)
+        left.plot(df["step"], df["reward"], color=c, lw=0.8, alpha=0.45)
+        smooth = df["reward"].rolling_mean(window_size=min(5, df.height), min_samples=1)
+        left.plot(df["step"], smooth, color=c, lw=2.0, label=f"{label} (5-step mean)")
+        held = df.select("step", "greedy_ndcg").drop_nans().drop_nulls()
+        if held.height:
+            right.plot(held["step"], held["greedy_ndcg"], color=c, lw=1.8, marker="o", ms=4,
+                       label=f"{label} (last {held['greedy_ndcg'][-1]:.3f})")
+    for j, (label, value) in enumerate((references or {}).items()):
+        right.axhline(value, color="0.35", ls=("--", "-.", (0, (5, 1, 1, 1)))[j % 3], lw=1.0, label=label)
+    if chance is not None:
+        for ax in (left, right):
+            ax.axhline(chance, color="0.6", ls="--", lw=1.0, label=f"chance ({chance:.3f})")
+    left.set_xlabel("RL step")
+    left.set_ylabel("mean NDCG@10 of sampled rankings")
+    left.set_title("Reward (Plackett-Luce samples of the step's instances)")
+    right.set_xlabel("RL step")
+    right.set_ylabel("NDCG@10 of the greedy ranking")
+    right.set_title("Held-out NDCG@10")
+    for ax in (left, right):
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    return out

@@ -48,8 +48,11 @@ class ScoringHead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.net(hidden.to(self.net[1].weight.dtype)).squeeze(-1)
 
-    def save(self, path: str | Path) -> Path:
-        """Write the head as safetensors (atomically); a folder gets ``head.safetensors`` inside."""
+    def save(self, path: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write the head as safetensors (atomically); a folder gets ``head.safetensors`` inside.
+
+        ``state``: the head's full state dict where a distributed engine shards the module (FSDP);
+        None = the module's own ``state_dict()``."""
         from safetensors.torch import save_file
 
         from r2bench.atomic import atomic_path
@@ -59,7 +62,7 @@ class ScoringHead(nn.Module):
             path = path / HEAD_FILE
         meta = {"format": HEAD_FORMAT, "config": json.dumps(
             {"hidden_size": self.hidden_size, "inner_size": self.inner_size, "dropout": self.dropout})}
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        state = {k: v.detach().contiguous().cpu() for k, v in (state if state is not None else self.state_dict()).items()}
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata=meta)
         return path

@@ -8,7 +8,8 @@ LoRA with ``lora_r > 0`` (merged into the exported model).
 
 Checkpoints (safetensors, resumable) go to ``<out>/checkpoints``; the data order
 is a seeded permutation per epoch, so a resumed run skips exactly the batches it
-had done. The result is ``<out>/final``: a model folder that ``r2bench r2rank rl
+had done. Training runs on the accelerate engine (``r2bench.lm.engine``) through the
+policy module (``r2bench.lm.policy``), one process or several. The result is ``<out>/final``: a model folder that ``r2bench r2rank rl
 --set backbone=<out>/final --set variant=sft+rl`` starts from.
 """
 
@@ -47,77 +48,89 @@ def sft_loss(model, batch: list[tuple[list[int], int]], pad_id: int) -> tuple[to
 
 
 def run_sft(cfg: SFTConfig, data_dir: str | Path, out_dir: str | Path, seed: int = 0, resume: bool = True,
-            model=None, tokenizer=None, dist=None) -> Path:
-    """Fine-tune on ``<data_dir>/sft_data.parquet`` (kept rows); export ``<out>/final``."""
+            model=None, tokenizer=None, engine=None) -> Path:
+    """Fine-tune on ``<data_dir>/sft_data.parquet`` (kept rows); export ``<out>/final``.
+
+    ``engine``: the :class:`r2bench.lm.engine.Engine` (None = a new one). Each step takes a global
+    batch of ``batch_size`` examples (a seeded permutation per epoch, the same on every process);
+    each process runs one pass of the policy over its users' examples (a process with none of this
+    batch repeats one with weight 0), and the loss is the batch's mean token cross-entropy, weighted
+    so that the engine's average over processes equals it. Only the main process writes.
+    """
     from r2bench.atomic import atomic_path, write_json
-    from r2bench.progress import bar
-    from r2bench.lm.checkpoints import Checkpointer, CSVLog, peak_memory_mb, save_policy
-    from r2bench.r2rank.synthesize import load_sft_data
     from r2bench.lm.backbones import load_policy
-    from r2bench.lm.distributed import shard_by_user
+    from r2bench.lm.checkpoints import Checkpointer, CSVLog, peak_memory_mb, save_policy
+    from r2bench.lm.engine import Engine
+    from r2bench.lm.examples import examples_batch
+    from r2bench.lm.policy import Policy, response_nll
+    from r2bench.progress import bar
+    from r2bench.r2rank.synthesize import load_sft_data
     from r2bench.stablehash import hash_seed
 
+    engine = engine if engine is not None else Engine()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    df = load_sft_data(data_dir)
-    rows = shard_by_user(df.to_dicts(), dist.rank if dist else 0, dist.world_size if dist else 1)
+    rows = load_sft_data(data_dir).to_dicts()
     ckpt = Checkpointer(out)
     last = ckpt.latest() if resume else None
-    main = dist is None or dist.is_main
+    main = engine.is_main
     if model is None:
+        engine.seed(hash_seed(seed, 16))  # the same LoRA initialisation on every process
         adapter = str(last / "policy") if (last and cfg.lora_r > 0) else None
         backbone = str(last / "policy") if (last and cfg.lora_r == 0) else cfg.backbone
-        model, tokenizer = load_policy(backbone, cfg, device=dist.device() if dist else cfg.device,
+        model, tokenizer = load_policy(backbone, cfg, device=engine.model_device(cfg.device),
                                        dtype=cfg.dtype, adapter=adapter)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if dist is not None:
-        dist.broadcast_parameters([model])
+    policy, opt = engine.prepare(Policy(model), torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+                                 cfg.grad_clip)
     step = 0
     if last is not None:
-        Checkpointer.load_optimizer(last, opt)
+        Checkpointer.load_optimizer(last, opt, engine)
         step = int(Checkpointer.load_state(last)["step"])
     examples = [encode_example(tokenizer, json.loads(r["messages"]), r["response"], cfg.max_length) for r in rows]
+    users = [str(r.get("user_id", i)) for i, r in enumerate(rows)]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    dev = model.get_output_embeddings().weight.device
     per_epoch = max(1, -(-len(examples) // cfg.batch_size))
     total = per_epoch * cfg.epochs
-    logger = CSVLog(out / "log.csv")
-    logger.truncate_after(step)
-    meta = {"stage": "sft", "data": str(data_dir), "seed": seed, "examples": len(examples)}
-    model.train()
-    with bar(total=total, desc="SFT", unit="step", initial=step) as pbar:
+    logger = CSVLog(out / "log.csv") if main else None
+    if logger is not None:
+        logger.truncate_after(step)
+    meta = {"stage": "sft", "data": str(data_dir), "seed": seed, "examples": len(examples),
+            "processes": engine.world_size, "engine": engine.kind}
+    policy.train()
+    with bar(total=total, desc="SFT", unit="step", initial=step, disable=not main) as pbar:
         while step < total:
             epoch, b = divmod(step, per_epoch)
             order = np.random.default_rng(hash_seed(seed, epoch)).permutation(len(examples))
-            batch = [examples[i] for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+            glob = [int(i) for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]  # the global batch
+            shard = engine.shard([users[i] for i in glob])
+            mine = shard.own or shard.items[:1]
+            weights = torch.tensor([1.0] * len(shard.own) or [0.0], device=dev)
+            n_tok = sum(len(examples[i][0]) - examples[i][1] for i in glob)
             t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss, n_tok = sft_loss(model, batch, pad)
-            loss.backward()
-            if dist is not None and dist.world_size > 1:
-                for p in params:
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                dist.all_reduce_mean([p.grad for p in params])
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
+            with engine.micro_step(policy, last=True):
+                batch = examples_batch([examples[glob[j]] for j in mine], pad, dev)
+                nll, _ = response_nll(policy(batch), batch, weights)
+                engine.backward(nll * (engine.world_size / max(n_tok, 1)))
+            engine.step(policy, opt, cfg.grad_clip)
             step += 1
             dt = time.perf_counter() - t0
-            if main:
-                logger.write(SFTLog(step, epoch, float(loss.detach()), n_tok, n_tok / max(dt, 1e-9), dt,
-                                    peak_memory_mb(model.get_output_embeddings().weight.device)))
+            loss = engine.sum([float(nll.detach())])[0] / max(n_tok, 1)
+            if logger is not None:
+                logger.write(SFTLog(step, epoch, loss, n_tok, n_tok / max(dt, 1e-9), dt, peak_memory_mb(dev)))
             pbar.update(1)
-            pbar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            if main and cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == total):
-                ckpt.save(step, model, tokenizer, None, opt, {"config": asdict(cfg), **meta})
-    model.eval()
+            pbar.set_postfix(loss=f"{loss:.3f}")
+            if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == total):
+                ckpt.save(step, engine, policy, tokenizer, opt, {"config": asdict(cfg), **meta})
+    policy.eval()
     final = out / "final"
+    full = engine.policy_state_dict(policy)  # collective where the engine shards the parameters
     if main:
         with atomic_path(final) as tmp:
             tmp.mkdir(parents=True)
-            save_policy(model, tokenizer, tmp, merged=True)
+            lm_state = None if full is None else {k[3:]: v for k, v in full.items() if k.startswith("lm.")}
+            save_policy(model, tokenizer, tmp, merged=True, state_dict=lm_state)
             write_json(tmp / "r2rank_train.json", {"steps": step, "config": asdict(cfg), **meta})
-    if dist is not None:
-        dist.barrier()
+    engine.barrier()
     return final

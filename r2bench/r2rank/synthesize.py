@@ -12,13 +12,25 @@ trained on.
 
 Output folder:
 
-- ``sft_data.parquet``: one row per (instance, item) asked: ``instance_id``,
-  ``user_id``, ``item_id``, ``label`` (1 positive / 0 negative), ``messages`` (the
+- ``sft_data.parquet``: one row per (instance, item, sample) asked: ``instance_id``,
+  ``user_id``, ``item_id``, ``sample``, ``label`` (1 positive / 0 negative), ``messages`` (the
   prompt as JSON), ``response``, ``teacher_reasoning``, ``decision``, ``ok``
   (answered), ``kept``;
 - ``stats.json``: asked, answered, kept (overall and per label), tokens and cost
   (the client's usage summary), the config (without any key) and the benchmark
   fingerprint.
+
+Offline stand-in for the teacher: any local model served by vLLM, constrained by a
+regular expression (:func:`response_regex`, sent as vLLM's ``structured_outputs``) to
+write the three Figure 2 parts, each of bounded length, and to end in exactly
+``<answer>Recommend</answer>`` or ``<answer>Not Recommend</answer>``
+(``structured_output=regex``). With ``samples_per_pair > 1`` each pair is asked several
+times, each request with its own seed (sample at a temperature above 0), and every
+response whose decision matches the label is kept: a small teacher is right about half
+the time, so sampling is what turns it into enough correct-by-filter examples. The
+stand-in teaches the *format*; its reasons carry no more preference signal than the
+filter puts in the decisions (a real teacher such as DeepSeek-R1 runs the same command,
+unconstrained, with an API key).
 
 Resumable: every answer is committed to the client's response cache as it
 arrives, so a killed run asks only what is missing. ``responses_file`` replaces the
@@ -40,7 +52,7 @@ from r2bench.answer import NOT_RECOMMEND, RECOMMEND, parse_decision
 from r2bench.errors import R2BenchError
 from r2bench.lm.prompts import instance_prompt
 from r2bench.r2rank.train_config import SynthesizeConfig
-from r2bench.stablehash import stable_rng
+from r2bench.stablehash import stable_hash64, stable_rng
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +82,36 @@ def select_pairs(benchmark, cfg: SynthesizeConfig, seed: int = 0) -> list[dict[s
     return pairs
 
 
+#: the three part headers of Figure 2, in order
+SECTION_HEADERS = ("#Initial reasoning:", "#Self-check:", "#Final conclusion and suggestion:")
+
+
+def _section_bounds(spec: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(x) for x in str(spec).split("-"))
+        if not 0 < lo <= hi:
+            raise ValueError
+    except ValueError:
+        raise R2BenchError(f"section_chars must be MIN-MAX with 0 < MIN <= MAX (e.g. 20-400), got {spec!r}") from None
+    return lo, hi
+
+
+def response_regex(section_chars: str = "20-400") -> str:
+    """The three-part Figure 2 response as a regular expression.
+
+    Each part is its header and one paragraph of ``section_chars`` characters that holds no
+    ``#``, ``<`` or line break (so a part cannot open the next header or an answer tag early);
+    the parts are separated by a line break and the response ends with exactly one
+    ``<answer>Recommend</answer>`` or ``<answer>Not Recommend</answer>``.
+    """
+    lo, hi = _section_bounds(section_chars)
+    body = f"[^#<\\n]{{{lo},{hi}}}"
+    # the headers hold no regex metacharacter, so they go in as they are (some servers' regex dialects
+    # reject escapes such as "\\ " or "\\#" that Python's re.escape would add)
+    parts = "\\n".join(f"{h} {body}" for h in SECTION_HEADERS)
+    return f"{parts}\\n<answer>({RECOMMEND}|{NOT_RECOMMEND})</answer>"
+
+
 def _teacher_answers(pairs: list[dict[str, Any]], cfg: SynthesizeConfig, seed: int) -> tuple[list[dict], dict]:
     """Per pair: {"ok", "response", "reasoning"}; and the usage summary."""
     if cfg.responses_file:
@@ -97,8 +139,17 @@ def _teacher_answers(pairs: list[dict[str, Any]], cfg: SynthesizeConfig, seed: i
     require("openai", purpose="asking the SFT teacher")
     client_cfg = dataclasses.replace(cfg)  # the client reads only its own fields
     client = LLMClient(client_cfg, seed=seed)
+    extra = {}
+    if cfg.structured_output == "regex":
+        extra = {"extra_body": {"structured_outputs": {"regex": response_regex(cfg.section_chars)}}}
+    elif cfg.structured_output != "none":
+        raise R2BenchError(f"structured_output must be none or regex, got {cfg.structured_output!r}")
+    requests = []
+    for p in pairs:
+        client.seed = p["request_seed"]
+        requests.append(client.request(p["messages"], **extra))
     try:
-        results = client.run_batch([client.request(p["messages"]) for p in pairs], desc="teacher")
+        results = client.run_batch(requests, desc="teacher")
         usage = client.usage()
     finally:
         client.close()
@@ -109,24 +160,34 @@ def synthesize(benchmark, cfg: SynthesizeConfig, out_dir: str | Path, seed: int 
     """Ask the teacher, keep the answers whose decision matches the label, write the folder; return the stats."""
     from r2bench.atomic import atomic_path, write_json
 
-    pairs = select_pairs(benchmark, cfg, seed)
+    if cfg.samples_per_pair < 1:
+        raise R2BenchError(f"samples_per_pair must be at least 1, got {cfg.samples_per_pair}")
+    if cfg.samples_per_pair > 1 and cfg.temperature <= 0 and not cfg.responses_file:
+        raise R2BenchError("samples_per_pair > 1 needs temperature > 0 (greedy decoding gives the same answer each time)")
+    pairs = [{**p, "sample": j, "request_seed": seed if j == 0 else stable_hash64(seed, "sft-sample", j) & 0x7FFFFFFF}
+             for p in select_pairs(benchmark, cfg, seed) for j in range(cfg.samples_per_pair)]
     answers, usage = _teacher_answers(pairs, cfg, seed)
     recs = []
     for p, a in zip(pairs, answers):
         decision = parse_decision(a["response"] or "") if a["ok"] else None
         want = RECOMMEND if p["label"] == 1 else NOT_RECOMMEND
         recs.append({
-            "instance_id": p["instance_id"], "user_id": p["user_id"], "item_id": p["item_id"], "label": p["label"],
+            "instance_id": p["instance_id"], "user_id": p["user_id"], "item_id": p["item_id"], "sample": p["sample"],
+            "label": p["label"],
             "messages": json.dumps(p["messages"], ensure_ascii=False), "response": a["response"],
             "teacher_reasoning": a["reasoning"], "decision": decision, "ok": bool(a["ok"]),
             "kept": bool(a["ok"] and decision == want),
         })
     df = pl.DataFrame(recs, schema={
-        "instance_id": pl.Int64, "user_id": pl.String, "item_id": pl.String, "label": pl.Int8, "messages": pl.String,
+        "instance_id": pl.Int64, "user_id": pl.String, "item_id": pl.String, "sample": pl.Int32, "label": pl.Int8,
+        "messages": pl.String,
         "response": pl.String, "teacher_reasoning": pl.String, "decision": pl.String, "ok": pl.Boolean, "kept": pl.Boolean,
     })
     stats = {
         "asked": df.height, "answered": int(df["ok"].sum()), "kept": int(df["kept"].sum()),
+        "pairs": df.select("instance_id", "item_id").unique().height,
+        "pairs_with_a_kept_response": df.filter(pl.col("kept")).select("instance_id", "item_id").unique().height,
+        "decided": int(df["decision"].is_not_null().sum()),
         "kept_positive": int(df.filter(pl.col("label") == 1)["kept"].sum()),
         "kept_negative": int(df.filter(pl.col("label") == 0)["kept"].sum()),
         "asked_positive": int((df["label"] == 1).sum()), "asked_negative": int((df["label"] == 0).sum()),

@@ -37,6 +37,13 @@ class SynthesizeConfig(ClientConfig):
     #: a JSONL file of teacher answers ({"instance_id", "item_id", "text"}) used instead of the API
     responses_file: str | None = None
     no_cot: bool = False
+    #: responses sampled per (instance, item) pair (each with its own request seed; all that match the label are kept)
+    samples_per_pair: int = 1
+    #: constrain the teacher to the three-part Figure 2 response: none (a real teacher such as DeepSeek-R1) |
+    #: regex (sent as vLLM's ``structured_outputs``: the offline stand-in teacher, e.g. a served SmolLM2)
+    structured_output: Literal["none", "regex"] = "none"
+    #: with structured_output=regex: the characters each of the three parts may take (min-max)
+    section_chars: str = "20-400"
 
 
 @dataclass
@@ -72,7 +79,7 @@ class RLConfig(LoRASettings, ClientConfig):
     #: train instances to draw steps from: all | last-per-user | sample:N | last-per-user:N
     #: (``r2bench.r2rank.instances``)
     train_instances: str = "all"
-    #: instances (users x 20 candidates) per RL step (per process under DDP)
+    #: instances (users x 20 candidates) per RL step: the global batch, shared out by user over the processes
     instances_per_step: int = 2
     #: rankings sampled from Plackett-Luce per instance (the paper samples one)
     ranking_samples: int = 4

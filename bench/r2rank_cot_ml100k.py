@@ -1,0 +1,264 @@
+"""R2Rank reasons on MovieLens-100K on a CPU: teacher -> SFT -> RL with vLLM rollouts, each stage scored.
+
+The paper's chain at CPU scale, every stage a step of r2bench's own commands with the
+reasonings written by vLLM (``r2bench.llm.vllm_server.VLLMServer``, started for the steps
+that need it on the model of that stage):
+
+1. ``zero-shot``: R2Rank CoT on the base SmolLM2 (zero-shot decision margin, 64-token
+   reasonings, full test split);
+2. ``format-base``: Figure 2 format following of the base model, greedy and unconstrained,
+   first 20 test instances, up to 256 tokens (the shares within 64 and 128 are read off the
+   same greedy sequences: greedy decoding of a shorter budget is their prefix);
+3. ``synthesize``: the offline teacher (the served base model constrained to the three-part
+   response, several samples per pair, kept when the decision matches the label);
+4. ``sft``: LoRA SFT on the kept responses (merged into ``<out>/sft/final``);
+5. ``format-sft``: as 2, on the SFT model;
+6. ``sft-only``: the SFT model's zero-shot margin on the full test split;
+7. ``rl``: Algorithm 1 from the SFT model (``variant=sft+rl``), a LoRA policy whose rollouts
+   vLLM writes, the adapter published to the server after every step
+   (``r2bench.llm.lora_sync``), held-out NDCG@10 logged;
+8. ``sft-rl``: the RL output (policy + head) on the full test split;
+9. ``rl-only`` / ``rl-only-test``: the same RL from the base model (when asked with --only).
+
+    python bench/r2rank_cot_ml100k.py --out /work/cot [--only STEP,...] [--skip ...] [--redo ...]
+
+Each finished step leaves ``<out>/steps/<step>.json`` (command, wall and CPU seconds, exit
+status, run folder) and is skipped when the script runs again; a failed attempt is kept
+and its time added. ``--adopt STEP=RUN_DIR`` records a run made by hand with the same
+command. The summary prints wall/CPU per stage, the test table with paired Wilcoxon
+p-values against zero-shot and against SFT-only, the format-following table and the
+learning-curve picture of the RL stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+DATASET = "movielens-100k"
+TOKENS = 64  # reasoning budget of every scored run (the issue's minimum)
+BASE = "smollm2-135m"
+
+# sized for a shared 2-core box (see the README's R2Rank training section for what each costs)
+SYNTH = dict(max_instances=150, negatives_per_positive=1, samples_per_pair=2, temperature=0.9, max_tokens=400,
+             section_chars="20-400", concurrency=16)
+SFT = dict(lora_r=16, lora_alpha=32, lr=3e-4, epochs=1, batch_size=4, max_length=1536)
+RL = dict(variant="sft+rl", lora_r=8, lora_alpha=16, steps=30, instances_per_step=2, ranking_samples=4,
+          baseline="loo", max_reasoning_tokens=TOKENS, temperature=1.0, lr_policy=2e-5, lr_head=1e-2,
+          ppo_epochs=2, eval_every=5, eval_instances=16, checkpoint_every=1, sync_every=1, concurrency=20,
+          train_instances="last-per-user")
+
+
+def _sets(d: dict) -> list[str]:
+    out: list[str] = []
+    for k, v in d.items():
+        out += ["--set", f"{k}={v}"]
+    return out
+
+
+def steps(out: Path) -> list[tuple[str, str | None, list[str]]]:
+    """(name, model the step's vLLM server serves or None, argv); ``{url}`` is that server's base URL."""
+    runs = str(out / "runs")
+    sft_final, rl_final = str(out / "sft" / "final"), str(out / "rl" / "final")
+    served = ["--set", "generator=openai", "--set", "base_url={url}", "--set", "model=smollm2",
+              "--set", "server_token_ids=true", "--set", "threads=1", "--set", "concurrency=20",
+              "--set", "timeout_s=1800"]
+    run = ["r2bench", "run", "--method", "r2rank", "--dataset", DATASET, "--out", runs, *served]
+    fmt = [*run, "--limit", "20", "--set", "max_reasoning_tokens=256", "--set", "head=none"]
+    rl_only = {**RL, "variant": "rl-only"}
+    return [
+        ("prepare", None, ["r2bench", "prepare", DATASET]),
+        ("zero-shot", BASE, [*run, "--set", f"max_reasoning_tokens={TOKENS}", "--set", "head=none",
+                             "--label", "r2rank-cot-zero-shot"]),
+        ("format-base", BASE, [*fmt, "--label", "r2rank-cot-format-base"]),
+        ("synthesize", BASE, ["r2bench", "r2rank", "synthesize", "--dataset", DATASET, "--out", str(out / "sft-data"),
+                              "--set", "base_url={url}", "--set", "model=smollm2", "--set", "structured_output=regex",
+                              *_sets(SYNTH)]),
+        ("sft", None, ["r2bench", "r2rank", "sft", "--data", str(out / "sft-data"), "--out", str(out / "sft"),
+                       "--set", f"backbone={BASE}", *_sets(SFT)]),
+        ("format-sft", sft_final, [*fmt, "--set", f"backbone={sft_final}", "--label", "r2rank-cot-format-sft"]),
+        ("sft-only", sft_final, [*run, "--set", f"backbone={sft_final}", "--set", f"max_reasoning_tokens={TOKENS}",
+                                 "--set", "head=none", "--label", "r2rank-cot-sft"]),
+        ("rl", sft_final, ["r2bench", "r2rank", "rl", "--dataset", DATASET, "--out", str(out / "rl"),
+                           "--set", f"backbone={sft_final}", "--set", "generator=openai", "--set", "base_url={url}",
+                           "--set", "model=smollm2", "--set", "server_token_ids=true", *_sets(RL)]),
+        ("sft-rl", rl_final, [*run, "--set", f"backbone={rl_final}", "--set", f"max_reasoning_tokens={TOKENS}",
+                              "--set", "head=auto", "--label", "r2rank-cot-sft-rl"]),
+        ("rl-only", BASE, ["r2bench", "r2rank", "rl", "--dataset", DATASET, "--out", str(out / "rl-only"),
+                           "--set", f"backbone={BASE}", "--set", "generator=openai", "--set", "base_url={url}",
+                           "--set", "model=smollm2", "--set", "server_token_ids=true", *_sets(rl_only)]),
+        ("rl-only-test", str(out / "rl-only" / "final"),
+         [*run, "--set", f"backbone={out / 'rl-only' / 'final'}", "--set", f"max_reasoning_tokens={TOKENS}",
+          "--set", "head=auto", "--label", "r2rank-cot-rl-only"]),
+    ]
+
+
+OPTIONAL = {"rl-only", "rl-only-test"}  # run only when named in --only
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _server(model: str, logs: Path, name: str):
+    from r2bench.llm.vllm_server import VLLMServer
+    from r2bench.lm.backbones import resolve_backbone
+
+    return VLLMServer(resolve_backbone(model), log_path=logs / f"{name}-vllm.log", kv_cache_gib=2)
+
+
+def run_step(name: str, model: str | None, argv: list[str], out: Path) -> dict:
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "R2BENCH_PROGRESS": "0"}
+    started, t0, c0 = datetime.now(timezone.utc), time.perf_counter(), _cpu()
+    server = None
+    try:
+        if model is not None:
+            server = _server(model, logs, name).start()  # its start-up is part of the step's wall time
+            argv = [a.replace("{url}", server.base_url) for a in argv]
+        print(f"[{started:%H:%M:%S}] {name}: {' '.join(argv)}", flush=True)
+        with open(logs / f"{name}.log", "w") as f:
+            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=f, text=True, env=env)
+            f.write(proc.stdout)
+            if server is not None and server.exit_status() is not None:
+                f.write(f"\nthe vLLM server died during the step: {server.death_message()}\n")
+                proc.returncode = proc.returncode or 1
+    finally:
+        if server is not None:
+            server.stop()
+    lines = [ln.strip() for ln in proc.stdout.splitlines() if ln.strip()]
+    run_dir = lines[-1] if lines and (Path(lines[-1]) / "run.json").is_file() else None
+    rec = {"step": name, "command": " ".join(argv), "rc": proc.returncode, "started": started.isoformat(),
+           "wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(_cpu() - c0, 1), "run": run_dir,
+           "served": model, "stdout_tail": lines[-3:]}
+    _record(out, name, rec)
+    print(f"  -> rc {proc.returncode}, wall {rec['wall_s']:.0f} s, CPU {rec['cpu_s']:.0f} s", flush=True)
+    return rec
+
+
+def _record(out: Path, name: str, rec: dict) -> None:
+    (out / "steps").mkdir(parents=True, exist_ok=True)
+    if rec["rc"] == 0:
+        (out / "steps" / f"{name}.json").write_text(json.dumps(rec, indent=2))
+    else:  # a failed or killed attempt: kept, and its time added to the step's when it is resumed
+        n = len(list((out / "steps").glob(f"{name}.failed-*.json")))
+        (out / "steps" / f"{name}.failed-{n}.json").write_text(json.dumps(rec, indent=2))
+
+
+def adopt(out: Path, name: str, run_dir: str, wall_s: float, cpu_s: float) -> None:
+    """Record a run made by hand (same command) as the step's result."""
+    if not (Path(run_dir) / "run.json").is_file():
+        raise SystemExit(f"--adopt {name}={run_dir}: no run.json there")
+    meta = json.loads((Path(run_dir) / "run.json").read_text())
+    _record(out, name, {"step": name, "command": meta.get("command", ""), "rc": 0, "started": meta.get("created", ""),
+                        "wall_s": wall_s, "cpu_s": cpu_s, "run": str(Path(run_dir).resolve()), "adopted": True,
+                        "stdout_tail": []})
+
+
+def _metrics(run: str):
+    import polars as pl
+
+    return pl.read_parquet(Path(run) / "metrics.parquet").sort("instance_id")
+
+
+def format_table(out: Path, recs: dict) -> None:
+    import polars as pl
+
+    rows = []
+    for name, label in (("format-base", "base SmolLM2"), ("format-sft", "after SFT")):
+        if name not in recs:
+            continue
+        rat = pl.read_parquet(Path(recs[name]["run"]) / "rationales.parquet")
+        ok = rat["finished"] & rat["decision"].is_in(["Recommend", "Not Recommend"])
+        shares = [float((ok & (rat["n_tokens"] <= k)).mean()) for k in (64, 128, 256)]
+        rec = rat.filter(ok)
+        rows.append((label, rat.height, shares, int((rec["decision"] == "Recommend").sum()), rec.height))
+    if rows:
+        print("\nFigure 2 format following, greedy, unconstrained, first 20 test instances (400 reasonings): share "
+              "that reaches </answer> with a valid decision within N tokens")
+        print("| model | reasonings | 64 | 128 | 256 | Recommend among the decided |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for label, n, s, rec, dec in rows:
+            print(f"| {label} | {n} | {s[0]:.1%} | {s[1]:.1%} | {s[2]:.1%} | {rec}/{dec} |")
+
+
+def summarize(out: Path, plot: Path | None) -> None:
+    from r2bench.eval.significance import wilcoxon_p
+
+    recs = {p.stem: json.loads(p.read_text()) for p in sorted((out / "steps").glob("*.json")) if "." not in p.stem}
+    print("\n| step | wall (min) | CPU (min) | attempts |")
+    print("|---|---:|---:|---:|")
+    for name, _, _ in steps(out):
+        if name in recs:
+            tries = [json.loads(p.read_text()) for p in sorted((out / "steps").glob(f"{name}.failed-*.json"))]
+            wall, cpu = (sum(x[k] for x in [*tries, recs[name]]) for k in ("wall_s", "cpu_s"))
+            print(f"| {name} | {wall / 60:.1f} | {cpu / 60:.1f} | {len(tries) + 1} |")
+    scored = [n for n in ("zero-shot", "sft-only", "sft-rl", "rl-only-test") if n in recs and recs[n].get("run")]
+    if scored:
+        ref = {k: _metrics(recs[k]["run"]) for k in ("zero-shot", "sft-only") if k in scored}
+        print("\n| run (ML-100K test, 95 instances) | NDCG@1 | NDCG@5 | NDCG@10 | p vs zero-shot | p vs SFT-only |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name in scored:
+            m = _metrics(recs[name]["run"])
+            ps = []
+            for k in ("zero-shot", "sft-only"):
+                ok = k in ref and k != name and ref[k]["instance_id"].to_list() == m["instance_id"].to_list()
+                ps.append(f"{wilcoxon_p(m['ndcg@10'].to_numpy(), ref[k]['ndcg@10'].to_numpy()):.2g}" if ok else "-")
+            print(f"| {name} | {m['ndcg@1'].mean():.4f} | {m['ndcg@5'].mean():.4f} | {m['ndcg@10'].mean():.4f} | "
+                  f"{ps[0]} | {ps[1]} |")
+    format_table(out, recs)
+    logs = {lab: out / d / "log.csv" for lab, d in (("SFT + RL", "rl"), ("RL only", "rl-only"))
+            if (out / d / "log.csv").is_file()}
+    if plot and logs:
+        from r2bench.eval.metrics import random_expectation
+        from r2bench.r2rank.curves import plot_rl_logs
+
+        plot_rl_logs(logs, plot, chance=random_expectation("ndcg@10", 20),
+                     title=f"R2Rank CoT RL on ML-100K, SmolLM2-135M, rollouts from vLLM ({TOKENS}-token reasonings)")
+        print(f"wrote {plot}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="folder for runs, models, logs and step records")
+    ap.add_argument("--only", default="", help="comma-separated steps to run (default: all but rl-only*)")
+    ap.add_argument("--skip", default="", help="comma-separated steps not to run")
+    ap.add_argument("--redo", default="", help="comma-separated steps to run again even if recorded")
+    ap.add_argument("--adopt", action="append", default=[], metavar="STEP=RUN_DIR[:WALL_S:CPU_S]",
+                    help="record a run made by hand as the step's result")
+    ap.add_argument("--plot", default="docs/img/r2rank-cot-rl-ml100k.png", help="learning-curve PNG")
+    ap.add_argument("--summary-only", action="store_true", help="print the tables from the recorded steps")
+    args = ap.parse_args()
+    out = Path(args.out).resolve()
+    for spec in args.adopt:
+        name, _, rest = spec.partition("=")
+        run_dir, *times = rest.split(":")
+        adopt(out, name, run_dir, *(float(t) for t in times) if times else (float("nan"), float("nan")))
+    only = {s for s in args.only.split(",") if s}
+    skip = {s for s in args.skip.split(",") if s}
+    redo = {s for s in args.redo.split(",") if s}
+    if not args.summary_only:
+        for name, model, argv in steps(out):
+            if (only and name not in only) or name in skip or (not only and name in OPTIONAL):
+                continue
+            if (out / "steps" / f"{name}.json").is_file() and name not in redo:
+                print(f"{name}: recorded, skipped")
+                continue
+            if run_step(name, model, argv, out)["rc"] != 0:
+                print(f"{name} failed; see {out / 'logs' / (name + '.log')}", file=sys.stderr)
+                return 1
+    summarize(out, Path(args.plot) if args.plot else None)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
