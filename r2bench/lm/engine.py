@@ -215,14 +215,14 @@ class Engine:
         """Whole parameters inside (FSDP2: ``unshard()`` then ``reshard()``), for passes that call the LM piecewise."""
         from torch.distributed.fsdp import FSDPModule
 
-        target = model if isinstance(model, FSDPModule) else None
-        if target is not None:
-            target.unshard()
+        units = [m for m in model.modules() if isinstance(m, FSDPModule)] if isinstance(model, torch.nn.Module) else []
+        for m in units:
+            m.unshard()
         try:
             yield
         finally:
-            if target is not None:
-                target.reshard()
+            for m in units:
+                m.reshard()
 
     # ------------------------------------------------------------------ scalars and synchronisation
     def sum(self, values: Sequence[float]) -> list[float]:

@@ -266,11 +266,28 @@ class RLTrainer:
         for p, rs, h in zip(prompts, reasonings, hidden):
             ro = rollout_of(self.model, self.tok, p, rs, cfg.max_reasoning_tokens)
             if h is None:
-                fwd = module(ro, shared_prefix=cfg.shared_prefix)
-                ro.old_logprobs, h = fwd.logprobs, fwd.hidden
+                ro.old_logprobs, h = self._old_logprobs(module, ro)
             h = h.float()
             out.append((self.head(h).float(), ro, h))
         return out
+
+    def _old_logprobs(self, module, ro: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sampling policy's response log-probs ``[rows, R]`` and decision states ``[K, H]`` (no gradient),
+        ``micro_batch`` candidates per pass (with their extra decision rows), as the optimisation takes them."""
+        cfg, k = self.cfg, ro.n_candidates
+        mb = max(1, min(cfg.micro_batch, k))
+        if mb >= k:
+            fwd = module(ro, shared_prefix=cfg.shared_prefix)
+            return fwd.logprobs, fwd.hidden
+        lp = torch.zeros(ro.response_mask.shape, dtype=torch.float32, device=ro.response_mask.device)
+        states = []
+        for i in range(0, k, mb):
+            c = list(range(i, min(i + mb, k)))
+            rows = sorted(set(c) | {int(ro.decision_row[j]) for j in c})  # the rows of ro.select(c), in order
+            fwd = module(ro.select(c), shared_prefix=cfg.shared_prefix)
+            lp[torch.tensor(rows, device=lp.device)] = fwd.logprobs.to(lp.dtype)
+            states.append(fwd.hidden)
+        return lp, torch.cat(states)
 
     def scores_of(self, row: dict[str, Any], greedy: bool, generator=None) -> tuple[torch.Tensor, Rollout, torch.Tensor]:
         """:meth:`scores_of_rows` for one instance."""

@@ -102,7 +102,8 @@ class RLConfig(LoRASettings, ClientConfig):
     max_reasoning_tokens: int = 48
     temperature: float = 1.0
     top_p: float | None = None
-    #: candidates per forward pass in the optimisation (memory knob; the result is the same)
+    #: candidates per forward pass in the optimisation and the old-log-prob pass (memory knob; the same result
+    #: up to float rounding; each pass re-encodes the shared prefix)
     micro_batch: int = 20
     #: instances decoded together in rollouts and evaluation (0 = automatic: 1 on CPU, as many as fit on a GPU)
     instances_per_batch: int = 0

@@ -347,3 +347,18 @@ def test_mlp_only_rollout_reads_the_decision_on_the_generation_cache(tiny_dir, p
         full = Policy(tr.model)(ro, logprobs=False, shared_prefix=False).hidden
     assert hidden.shape == full.shape and torch.allclose(hidden, full, atol=1e-5)
     assert ro.response_mask.sum() > 0
+
+
+def test_old_logprobs_in_micro_batches_equal_one_pass(tiny_dir, planted):
+    """micro_batch also splits the rollout's no-gradient pass (memory): the same old log-probs and states."""
+    tr, _ = _trainer(tiny_dir, planted, max_reasoning_tokens=3)
+    row = planted.split("train").to_dicts()[2]
+    _, ro, _ = tr.scores_of(row, greedy=False, generator=torch.Generator().manual_seed(7))
+    module = tr.engine.unwrap(tr.policy)
+    with torch.no_grad():
+        full_lp, full_h = tr._old_logprobs(module, ro)
+        tr.cfg.micro_batch = 3
+        lp, h = tr._old_logprobs(module, ro)
+    assert ro.decision_row.max() >= ro.n_candidates  # extra decision rows are part of the chunks
+    assert torch.allclose(lp, full_lp, atol=1e-5) and torch.allclose(h, full_h, atol=1e-5)
+    assert float(lp.abs().sum()) > 0
