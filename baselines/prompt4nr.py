@@ -21,6 +21,12 @@ form are in :mod:`baselines.prompt4nr_templates`.
   with ``lora_r=0`` everything trains, as in the released full fine-tuning of BERT).
 - **Shared prefix**: the user part comes first, so an instance's 20 prompts (or its
   5 training examples) share it as a token prefix, encoded once per forward pass.
+- **Engine**: training runs on the accelerate engine (``r2bench.lm.engine``) through the
+  policy module (``r2bench.lm.policy.Policy``: the answer words' logits are its
+  ``vocab_logits``): an optimiser step takes a global batch of whole instances (the same
+  seeded packing on every process), each process runs one forward/backward pass per
+  instance of its users (padded with zero-weight repeats to the same count everywhere),
+  and the loss is the batch's mean example cross-entropy, as in one process.
 
 Saved model (``save_to``, or a temporary folder): a peft adapter folder (safetensors;
 LoRA and the new token rows) or a full model folder, the tokenizer with its new
@@ -125,6 +131,7 @@ class _Group:
     prefix: list[int]
     rows: list[list[int]]
     labels: list[int]
+    user: str = ""
 
 
 def answer_loss(two_logits, labels):
@@ -144,7 +151,7 @@ def answer_logits(policy, prefix: list[int], rows: list[list[int]], pad_id: int,
     from one :class:`r2bench.lm.policy.Policy` forward (the common prefix encoded once)."""
     from r2bench.lm.policy import last_position_batch
 
-    dev = policy.lm.get_output_embeddings().weight.device
+    dev = getattr(policy, "module", policy).lm.get_output_embeddings().weight.device  # through a DDP wrapper
     batch = last_position_batch([prefix + r for r in rows], pad_id, dev, vocab_ids=[neg_id, pos_id], decisions=False)
     return policy(batch, logprobs=False).vocab_logits
 
@@ -162,7 +169,12 @@ class Prompt4NRMethod(BaseMethod):
         self.tokenizer: Any = None
         self.policy: Any = None  # r2bench.lm.policy.Policy around the LM: every forward goes through it
         self.template: Any = None
+        self.engine: Any = None
         self._info: dict[str, Any] = {}
+
+    def set_engine(self, engine) -> None:
+        """Train on this :class:`r2bench.lm.engine.Engine` (e.g. several processes under ``accelerate launch``)."""
+        self.engine = engine
 
     def set_model(self, model, tokenizer) -> None:
         """Start from an already loaded base model (tests); ``fit`` adds the tokens and LoRA."""
@@ -211,7 +223,7 @@ class Prompt4NRMethod(BaseMethod):
             negs = rng.choice(others, size=min(c.negatives_per_positive, len(others)), replace=False).tolist()
             picked = [t] + negs
             enc = self._encode(row, recs, titles, [row["candidates"][k] for k in picked])
-            out.append(_Group(enc.prefix, enc.rows, [1] + [0] * len(negs)))
+            out.append(_Group(enc.prefix, enc.rows, [1] + [0] * len(negs), str(row["user_id"])))
         return out
 
     # ---------------------------------------------------------------- model
@@ -233,14 +245,14 @@ class Prompt4NRMethod(BaseMethod):
             self.model.resize_token_embeddings(len(self.tokenizer))
         return [int(i) for i in self.tokenizer.convert_tokens_to_ids(new)]
 
-    def _prepare_training_model(self) -> None:
+    def _prepare_training_model(self, device: str | None = None) -> None:
         from baselines.trainable import lora_config
         from r2bench.lm.backbones import load_backbone
         from r2bench.lm.policy import Policy
 
         c = self.config
         if self.model is None:
-            self.model, self.tokenizer = load_backbone(c.backbone, device=c.device, dtype=c.dtype,
+            self.model, self.tokenizer = load_backbone(c.backbone, device=device or c.device, dtype=c.dtype,
                                                        merge_adapter=False, trainable=True)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -322,6 +334,7 @@ class Prompt4NRMethod(BaseMethod):
             set_threads,
             trainable_state,
         )
+        from r2bench.lm.engine import Engine
         from r2bench.progress import bar
         from r2bench.stablehash import hash_seed
 
@@ -331,14 +344,17 @@ class Prompt4NRMethod(BaseMethod):
             self._load_trained(Path(c.adapter))
             self._info = {"fitted": False, "adapter": str(c.adapter), "template": asdict(self.template)}
             return
-        torch.manual_seed(hash_seed(self.seed, 3))
+        engine = self.engine if self.engine is not None else Engine()
+        torch.manual_seed(hash_seed(self.seed, 3))  # the same new rows and LoRA initialisation on every process
         self.template = self._template(benchmark)
-        self._prepare_training_model()
+        self._prepare_training_model(engine.model_device(c.device))
         neg_id, pos_id = answer_token_ids(self.tokenizer, self.template)
         groups = self._groups(benchmark)
         val_rows = held_out_rows(benchmark, "val", c.val_instances)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+        policy, opt = engine.prepare(self.policy, torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay),
+                                     c.grad_clip)
+        self.policy = engine.unwrap(policy)  # no-gradient passes (validation, scoring) use the module itself
         save_to = Path(c.save_to) if c.save_to else Path(tempfile.mkdtemp(prefix="prompt4nr-"))
         ckpts = Checkpoints(save_to)
         logger = CSVLog(save_to / "log.csv")
@@ -348,7 +364,8 @@ class Prompt4NRMethod(BaseMethod):
             st = Checkpoints.load(last, self.model, opt)
             start, best, best_epoch, history = int(st["epoch"]), float(st["best"]), int(st["best_epoch"]), st["history"]
             best_state = Checkpoints.load_extra(last, "best")
-            logger.truncate_after(start, key="epoch")
+            if engine.is_main:
+                logger.truncate_after(start, key="epoch")
             log.info("prompt4nr: resuming after epoch %d from %s", start, last)
         pad = self.tokenizer.pad_token_id
         t0 = time.perf_counter()
@@ -362,26 +379,29 @@ class Prompt4NRMethod(BaseMethod):
                     batches.append(cur)
                     cur, n = [], 0
             batches += [cur] if cur else []
-            self.model.train()
+            policy.train()
             losses, te = [], time.perf_counter()
-            with bar(total=len(batches), desc=f"Prompt4NR epoch {epoch + 1}/{c.epochs}", unit="batch") as b:
+            with bar(total=len(batches), desc=f"Prompt4NR epoch {epoch + 1}/{c.epochs}", unit="batch",
+                     disable=not engine.is_main) as b:
                 for batch in batches:
+                    # the mean over the global batch's examples; one pass per instance (its user prefix shared)
                     n_ex = sum(len(g.rows) for g in batch)
-                    opt.zero_grad(set_to_none=True)
+                    shard = engine.shard([g.user for g in batch])
                     total = 0.0
-                    for g in batch:
-                        two = answer_logits(self.policy, g.prefix, g.rows, pad, neg_id, pos_id)
-                        loss = answer_loss(two, torch.tensor(g.labels, dtype=torch.long, device=two.device))
-                        (loss / n_ex).backward()
-                        total += float(loss.detach())
-                    if c.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
-                    opt.step()
-                    losses.append(total / n_ex)
+                    for j, (item, w) in enumerate(zip(shard.items, shard.weights)):
+                        g = batch[item]
+                        with engine.micro_step(policy, last=j == len(shard.items) - 1):
+                            two = answer_logits(policy, g.prefix, g.rows, pad, neg_id, pos_id)
+                            loss = answer_loss(two, torch.tensor(g.labels, dtype=torch.long, device=two.device))
+                            engine.backward(loss * (w * engine.world_size / n_ex))
+                        total += w * float(loss.detach())
+                    engine.step(policy, opt, c.grad_clip)
+                    losses.append(engine.sum([total])[0] / n_ex)
                     b.update(1)
                     b.set_postfix(loss=f"{losses[-1]:.3f}")
-            self.model.eval()
+            policy.eval()
             train_s = time.perf_counter() - te
+            # every process scores the same val instances, so all take the same decision
             val = mean_ndcg10(self.score(benchmark, pl.DataFrame(val_rows)), val_rows) if val_rows else float("nan")
             improved = bool(val_rows) and val > best
             if improved:
@@ -389,19 +409,24 @@ class Prompt4NRMethod(BaseMethod):
             entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_ndcg10": val, "best_epoch": best_epoch,
                      "train_s": train_s, "val_s": time.perf_counter() - te - train_s}
             history.append(entry)
-            logger.write(entry)
             log.info("prompt4nr epoch %d: loss %.4f, val NDCG@10 %.4f", epoch + 1, entry["loss"], val)
-            ckpts.save(f"epoch-{epoch + 1:03d}", self.model, opt,
-                       {"epoch": epoch + 1, "best": best, "best_epoch": best_epoch, "history": history},
-                       extra={"best": best_state} if best_state is not None else None)
+            if engine.is_main:
+                logger.write(entry)
+                ckpts.save(f"epoch-{epoch + 1:03d}", self.model, opt,
+                           {"epoch": epoch + 1, "best": best, "best_epoch": best_epoch, "history": history},
+                           extra={"best": best_state} if best_state is not None else None)
+            engine.barrier()
         if c.select_epoch and best_state is not None:
             load_trainable_state(self.model, best_state)
         self.model.eval()
-        self._save(save_to / "final")
+        if engine.is_main:
+            self._save(save_to / "final")
+        engine.barrier()
         self._info = {"fitted": True, "train_instances": len(groups), "train_examples": sum(len(g.rows) for g in groups),
                       "epochs": c.epochs, "best_epoch": best_epoch if c.select_epoch else c.epochs,
                       "val_ndcg10_best": best, "val_instances": len(val_rows), "history": history,
                       "fit_s": time.perf_counter() - t0, "checkpoint": str(save_to / "final"),
+                      "processes": engine.world_size,
                       "template": asdict(self.template), "new_tokens": self.template.new_tokens()}
 
     def score(self, benchmark, instances: pl.DataFrame) -> np.ndarray:

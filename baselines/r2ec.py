@@ -147,12 +147,17 @@ class R2ecMethod(BaseMethod):
         self._info: dict[str, Any] = {}
         self._reasonings: list[dict[str, Any]] = []
         self._served: Any = None  # the serving engine's policy (generator=openai), set by fit
+        self.engine: Any = None
+
+    def set_engine(self, engine) -> None:
+        """Train on this :class:`r2bench.lm.engine.Engine` (e.g. several processes under ``accelerate launch``)."""
+        self.engine = engine
 
     def set_model(self, model, tokenizer) -> None:
         """Start from an already loaded base model (tests); ``fit`` adds LoRA."""
-        from r2bench.lm.policy import Policy
+        from baselines.r2ec_model import make_policy
 
-        self.model, self.tokenizer, self.policy = model, tokenizer, Policy(model)
+        self.model, self.tokenizer, self.policy = model, tokenizer, make_policy(model)
 
     # ---------------------------------------------------------------- prompts
     def _prompter(self, benchmark):
@@ -200,14 +205,14 @@ class R2ecMethod(BaseMethod):
         return t.pad_token_id if t.pad_token_id is not None else t.eos_token_id
 
     # ---------------------------------------------------------------- model
-    def _prepare_training_model(self) -> None:
+    def _prepare_training_model(self, device: str | None = None) -> None:
+        from baselines.r2ec_model import make_policy
         from baselines.trainable import lora_config
         from r2bench.lm.backbones import load_backbone
-        from r2bench.lm.policy import Policy
 
         c = self.config
         if self.model is None:
-            self.model, self.tokenizer = load_backbone(c.backbone, device=c.device, dtype=c.dtype,
+            self.model, self.tokenizer = load_backbone(c.backbone, device=device or c.device, dtype=c.dtype,
                                                        merge_adapter=False, trainable=True)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -221,11 +226,11 @@ class R2ecMethod(BaseMethod):
         for mod in self.model.modules():  # released: disable_dropout_in_model
             if mod.__class__.__name__ == "Dropout":
                 mod.p = 0.0
-        self.policy = Policy(self.model)
+        self.policy = make_policy(self.model)
 
     def _load_trained(self, folder: Path) -> None:
+        from baselines.r2ec_model import make_policy
         from r2bench.lm.backbones import load_backbone
-        from r2bench.lm.policy import Policy
 
         c = self.config
         if (folder / "adapter_config.json").is_file():
@@ -234,7 +239,7 @@ class R2ecMethod(BaseMethod):
             self.model, self.tokenizer = load_backbone(str(folder), device=c.device, dtype=c.dtype)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.policy = Policy(self.model)
+        self.policy = make_policy(self.model)
 
     def _save(self, folder: Path) -> None:
         from r2bench.atomic import write_json

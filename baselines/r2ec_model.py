@@ -31,7 +31,8 @@ def open_ids(tokenizer: Any) -> list[int]:
 
 
 def _device(policy: Any) -> Any:
-    return policy.lm.get_output_embeddings().weight.device
+    inner = getattr(policy, "module", policy)  # a DDP-wrapped policy
+    return inner.lm.get_output_embeddings().weight.device
 
 
 def last_states(policy: Any, rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
@@ -52,27 +53,48 @@ def item_embeddings(policy: Any, prompts: Sequence[Sequence[int]], pad_id: int, 
     return torch.cat(out) if out else torch.zeros((0, policy.lm.config.hidden_size))
 
 
+def make_policy(lm: Any) -> Any:
+    """The R2ec policy module: :class:`r2bench.lm.policy.Policy` whose one ``forward`` also embeds a batch of
+    items, so that a training pass (a user's reasonings AND the step's in-batch items) is a single forward
+    of the module the engine wraps (DDP prepares its gradient reduction per forward)."""
+    from r2bench.lm.policy import Policy
+
+    class _R2ecPolicy(Policy):
+        def forward(self, batch=None, *, items=None, **kw):
+            out = super().forward(batch, **kw)
+            if items is not None:
+                out.item_hidden = super().forward(items, logprobs=False).hidden
+            return out
+
+    return _R2ecPolicy(lm)
+
+
 @dataclass
 class UserPass:
     logps: torch.Tensor  #: [G, T] log-probs of the completion tokens (0 where masked)
     mask: torch.Tensor  #: [G, T] 1 on completion tokens (reasoning + the closing <answer>)
     user_h: torch.Tensor  #: [G, H] hidden state at the last token (the <answer> the reasoning ends with)
+    item_h: torch.Tensor | None = None  #: [M, H] the in-batch items' embeddings, when asked for
 
 
 def user_pass(policy: Any, prompt: Sequence[int], completions: Sequence[Sequence[int]], pad_id: int,
-              need_logprobs: bool = True) -> UserPass:
+              need_logprobs: bool = True, items: Sequence[Sequence[int]] | None = None) -> UserPass:
     """One policy forward over a user's G completions (each ending in ``<answer>``) on its shared prompt:
-    the completion tokens' log-probs and the hidden state at each completion's last token."""
-    from r2bench.lm.policy import layout_rows
+    the completion tokens' log-probs and the hidden state at each completion's last token; with ``items``
+    (item prompts), their embeddings from the same forward call."""
+    from r2bench.lm.policy import last_position_batch, layout_rows
 
     dev = _device(policy)
     batch = layout_rows([list(prompt)] * len(completions), [list(c) for c in completions], pad_id, dev)
     batch.decision_row = torch.arange(len(completions), device=dev)
     batch.decision_col = torch.tensor([batch.prompt_width + len(c) - 1 for c in completions], device=dev)
-    out = policy(batch, logprobs=need_logprobs)
+    if items is not None:
+        out = policy(batch, logprobs=need_logprobs, items=last_position_batch(items, pad_id, dev, decisions=True))
+    else:
+        out = policy(batch, logprobs=need_logprobs)
     mask = batch.response_mask
     logps = out.logprobs if need_logprobs else torch.zeros(mask.shape, device=dev)
-    return UserPass(logps, mask, out.hidden)
+    return UserPass(logps, mask, out.hidden, getattr(out, "item_hidden", None))
 
 
 def _strip_stop(ids: list[int], stop_ids: set[int]) -> list[int]:
@@ -119,45 +141,39 @@ def hf_rollouts(model: Any, tokenizer: Any, prompt: Sequence[int], n: int, max_n
 class ServedPolicy:
     """Rollouts from an OpenAI-compatible completions endpoint serving the policy as a LoRA adapter.
 
-    After each optimiser step the trainer calls :meth:`sync`: the adapter is saved to
-    ``<work>/served/step-N`` and loaded into the server under the name ``r2ec-step-N``
-    (vLLM: ``POST /v1/load_lora_adapter`` with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``);
-    the following requests name that adapter as their ``model``. The request carries
-    ``stop=["<answer>"]``, the sampling settings (``top_k`` in the body, as vLLM reads it) and a
-    seed per (step, user, sample); the returned text is re-tokenized after the prompt and
-    closed with ``<answer>``. Responses go through r2bench's LLM client (cache, retries).
+    After each optimiser step the trainer calls :meth:`sync`: :class:`r2bench.llm.lora_sync.LoRASync`
+    saves the adapter under ``<work>/served/`` and loads it into the server under a name of its own
+    (``r2ec-step-000012``; vLLM: ``POST /v1/load_lora_adapter`` with
+    ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``), unloading older ones; the following requests name
+    that adapter as their ``model``. The request carries ``stop=["<answer>"]``, the sampling settings
+    (``top_k`` in the body, as vLLM reads it) and a seed per (step, user, sample); the returned text is
+    re-tokenized after the prompt and closed with ``<answer>``. Responses go through r2bench's LLM
+    client (cache, retries). Under several processes the main one publishes and every process names
+    the same adapter (the names follow the step).
     """
 
-    def __init__(self, cfg: Any, tokenizer: Any, work: Path, seed: int = 0):
+    def __init__(self, cfg: Any, tokenizer: Any, work: Path, seed: int = 0, publish: bool = True):
         from r2bench.extras import require
         from r2bench.llm.client import LLMClient
+        from r2bench.llm.lora_sync import LoRASync
 
         require("openai", purpose="R2ec rollouts with generator=openai")
         self.cfg, self.tok, self.work = cfg, tokenizer, Path(work)
         self.client = LLMClient(cfg, seed=seed, allow_partial=True)
+        self.lora = LoRASync(cfg.base_url, self.work / "served", prefix="r2ec", keep=2, timeout_s=cfg.timeout_s)
+        self.publish = publish
         self.model_name = cfg.model  # the base model until the first sync
 
     def sync(self, model: Any, step: int, name: str | None = None) -> None:
-        """Save the current adapter and load it into the server (as ``name``, default ``r2ec-step-<step>``);
-        later requests use it."""
-        import httpx
+        """Publish the current adapter (as ``name``, default ``r2ec-step-<step>``); later requests use it."""
+        from r2bench.llm.lora_sync import adapter_name
 
-        from r2bench.errors import R2BenchError
-
-        name = name or f"r2ec-step-{step}"
-        folder = (self.work / "served" / name).resolve()
-        model.save_pretrained(folder, safe_serialization=True)
-        root = self.cfg.base_url.rstrip("/")
-        root = root[: -len("/v1")] if root.endswith("/v1") else root
-        try:
-            r = httpx.post(f"{root}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(folder)},
-                           timeout=self.cfg.timeout_s)
-        except httpx.HTTPError as exc:
-            raise R2BenchError(f"loading the R2ec adapter of step {step} into {root} failed: {exc}") from None
-        if r.status_code >= 400:
-            raise R2BenchError(f"loading the R2ec adapter of step {step} into {root} failed: HTTP {r.status_code} "
-                               f"{r.text[:300]!r} (vLLM needs --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)")
-        self.model_name = name
+        if name is None:
+            self.model_name = self.lora.publish(model, step) if self.publish else adapter_name("r2ec", step)
+        else:
+            if self.publish:
+                self.lora.load(name, self.lora.save(model, name))
+            self.model_name = name
 
     def rollouts(self, prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int, greedy: bool,
                  temperature: float, top_k: int, top_p: float, seeds: Sequence[int]) -> list[list[tuple[list[int], bool]]]:

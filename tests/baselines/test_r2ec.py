@@ -195,7 +195,7 @@ class _FakeVLLM(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if self.path.endswith("/load_lora_adapter"):
+        if self.path.endswith("_lora_adapter"):  # load_lora_adapter / unload_lora_adapter
             self.loads.append(body)
             out = b"ok"
             self.send_response(200)
@@ -229,14 +229,16 @@ def test_openai_generator_syncs_the_adapter_after_every_step(tribes, tmp_path, b
         m.score(tribes, tribes.split("test").head(2))
     finally:
         srv.shutdown()
-    names = [x["lora_name"] for x in _FakeVLLM.loads]
-    assert names[:2] == ["r2ec-step-1", "r2ec-step-2"] and names[-1].startswith("r2ec-best-step-")
+    names = [x["lora_name"] for x in _FakeVLLM.loads if "lora_path" in x]  # loads (unloads carry no path)
+    assert names[:2] == ["r2ec-step-000001", "r2ec-step-000002"] and names[-1].startswith("r2ec-best-step-")
     from pathlib import Path
 
-    assert all((Path(x["lora_path"]) / "adapter_model.safetensors").is_file() for x in _FakeVLLM.loads)
+    kept = [x for x in _FakeVLLM.loads if "lora_path" in x][-1]  # the kept state, as the test reasonings' adapter
+    assert (Path(kept["lora_path"]) / "adapter_model.safetensors").is_file()
     seen = _FakeVLLM.models
     # val before training (2) and step 1's rollouts (4 users x 4) from the base model; step 2's from the adapter
     # loaded after step 1; the final val (2) after step 2's sync; the test reasonings (2) from the kept state
-    assert seen[:18] == ["base"] * 18 and seen[18:34] == ["r2ec-step-1"] * 16 and seen[34:36] == ["r2ec-step-2"] * 2
+    assert seen[:18] == ["base"] * 18 and seen[18:34] == ["r2ec-step-000001"] * 16
+    assert seen[34:36] == ["r2ec-step-000002"] * 2
     assert seen[36:] == [names[-1]] * 2
     assert m.info()["generator"] == "openai"
