@@ -89,6 +89,12 @@ _R("r2rank", "r2bench.r2rank.method:R2RankMethod",
    "Reasoning to Rank: per-candidate reasoning + scoring head (local HF causal LM)", extra="train")
 _R("tallrec", "baselines.tallrec:TALLRecMethod",
    "TALLRec: LoRA-tuned yes/no scoring on the same backbone", extra="train")
+_R("prompt4nr", "baselines.prompt4nr:Prompt4NRMethod",
+   "Prompt4NR: cloze-prompt fine-tuning (relevance/emotion/action/utility templates) on the same backbone",
+   extra="train")
+_R("r2ec", "baselines.r2ec:R2ecMethod",
+   "R2ec: a reasoning LLM whose <answer> state is matched to LLM item embeddings, trained by RecPO",
+   extra="train")
 del _R
 
 

@@ -297,6 +297,8 @@ OPERATIONAL_KEYS = frozenset({
     "concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s", "max_retry_after_s",
     "cache", "cache_path", "api_key_env", "threads", "price_input_per_1m", "price_output_per_1m",
     "instances_per_batch",  # r2rank: how many instances share a decoding batch (same scores to 1e-4)
+    "save_to", "checkpoint_every",  # trainable baselines: where fit writes its model and how often it checkpoints
+    "score_batch", "item_batch",  # candidates / item prompts per forward pass (same scores up to float rounding)
 })
 
 

@@ -29,7 +29,7 @@ METHOD_COLORS = {
     "random": "#7f7f7f", "popularity": "#8c564b", "item-cooccurrence": "#bcbd22",
     "sasrec": "#1f77b4", "bert4rec": "#17becf", "lightgcn": "#9467bd",
     "llm-listwise": "#ff7f0e", "llm-pointwise": "#e377c2", "llm-reflective": "#aec7e8", "tallrec": "#2ca02c",
-    "r2rank": "#d62728",
+    "prompt4nr": "#c5b0d5", "r2ec": "#ff9896", "r2rank": "#d62728",
 }
 #: colours for methods r2bench does not know, chosen by a stable hash of the method name
 EXTRA_COLORS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",

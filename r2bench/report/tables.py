@@ -23,7 +23,8 @@ METHOD_GROUPS = {
     "random": "Sanity baselines", "popularity": "Sanity baselines", "item-cooccurrence": "Sanity baselines",
     "sasrec": "Conventional recommenders", "bert4rec": "Conventional recommenders",
     "lightgcn": "Conventional recommenders",
-    "llm-listwise": "LLM-based", "llm-pointwise": "LLM-based", "llm-reflective": "LLM-based", "tallrec": "LLM-based",
+    "llm-listwise": "LLM-based", "llm-pointwise": "LLM-based", "llm-reflective": "LLM-based",
+    "prompt4nr": "LLM-based", "tallrec": "LLM-based", "r2ec": "LLM-based",
     "r2rank": "R2Rank",
 }
 
