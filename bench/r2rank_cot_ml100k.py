@@ -57,12 +57,12 @@ SFT = dict(lora_r=16, lora_alpha=32, lr=3e-4, epochs=1, batch_size=4, micro_batc
            checkpoint_every=10)
 # the head's warm start: REINFORCE under Plackett-Luce on the SFT model's cached CoT decision states
 # (reasonings from vLLM), early-stopped on held-out users; RL then trains the LLM and this head jointly
-FEATURES = dict(max_reasoning_tokens=TOKENS, samples=1, temperature=1.0, train_instances="last-per-user:160",
-                eval_instances=40, shard_size=8, threads=1, concurrency=20)
+FEATURES = dict(max_reasoning_tokens=TOKENS, samples=1, temperature=1.0, train_instances="last-per-user:60",
+                eval_instances=20, shard_size=8, threads=1, concurrency=20)
 HEAD = dict(objective="reinforce", baseline="loo", ranking_samples=8, epochs=300, patience=30, lr_head=1e-3)
-RL = dict(variant="sft+rl", lora_r=8, lora_alpha=16, steps=30, instances_per_step=2, ranking_samples=4,
+RL = dict(variant="sft+rl", lora_r=8, lora_alpha=16, steps=8, instances_per_step=2, ranking_samples=4,
           baseline="loo", max_reasoning_tokens=TOKENS, temperature=1.0, lr_policy=2e-5, lr_head=1e-3,
-          ppo_epochs=2, eval_every=5, eval_instances=16, checkpoint_every=1, sync_every=1, concurrency=20,
+          ppo_epochs=2, eval_every=4, eval_instances=12, checkpoint_every=1, sync_every=1, concurrency=20,
           train_instances="last-per-user", micro_batch=5)
 
 
@@ -126,6 +126,8 @@ OPTIONAL = {"rl-only", "rl-only-test"}  # run only when named in --only
 
 
 def _cpu() -> float:
+    """CPU seconds of the finished children (the step's r2bench command; a server stopped here is reaped
+    before the next step's clock starts); a live server's CPU comes from Servers.cpu_s."""
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
@@ -137,34 +139,83 @@ def _server(model: str, logs: Path, name: str):
     return VLLMServer(resolve_backbone(model), log_path=logs / f"{name}-vllm.log", kv_cache_gib=2)
 
 
-def run_step(name: str, model: str | None, argv: list[str], out: Path, servers: dict[str, str] | None = None) -> dict:
+class Servers:
+    """vLLM servers for the steps: a running one named with --server, else one started here and kept
+    for the next steps on the same model (stopped when a step needs another model, or at the end)."""
+
+    def __init__(self, out: Path, given: dict[str, str]):
+        self.out, self.given, self.live = out, given, None  # live: (model, VLLMServer)
+
+    def release_other_than(self, model: str | None) -> None:
+        """Stop a server of another model (before the next step's clock starts: its CPU is not that step's)."""
+        if self.live is not None and self.live[0] != model:
+            self.stop()
+
+    def cpu_s(self) -> float:
+        """CPU seconds so far of the live server's process tree (its API process and engine workers)."""
+        if self.live is None or self.live[1].proc is None:
+            return 0.0
+        import psutil
+
+        try:
+            root = psutil.Process(self.live[1].proc.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def url(self, model: str, step: str) -> str:
+        if model in self.given:
+            return self.given[model]
+        self.release_other_than(model)
+        if self.live is None:
+            self.live = (model, _server(model, self.out / "logs", step).start())
+        return self.live[1].base_url
+
+    def died(self) -> str | None:
+        if self.live is not None and self.live[1].exit_status() is not None:
+            msg = self.live[1].death_message()
+            self.live = None
+            return msg
+        return None
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live[1].stop()
+            self.live = None
+
+
+def run_step(name: str, model: str | None, argv: list[str], out: Path, servers: Servers) -> dict:
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     # local training steps have the box's cores; steps that talk to vLLM leave them to its worker
     threads = "2" if model is None else "1"
     env = {**os.environ, "OMP_NUM_THREADS": threads, "R2BENCH_PROGRESS": "0"}
-    started, t0, c0 = datetime.now(timezone.utc), time.perf_counter(), _cpu()
-    server = None
-    try:
-        if model is not None and model in (servers or {}):
-            argv = [a.replace("{url}", servers[model]) for a in argv]  # a server already running on that model
-        elif model is not None:
-            server = _server(model, logs, name).start()  # its start-up is part of the step's wall time
-            argv = [a.replace("{url}", server.base_url) for a in argv]
-        print(f"[{started:%H:%M:%S}] {name}: {' '.join(argv)}", flush=True)
-        with open(logs / f"{name}.log", "w") as f:
-            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=f, text=True, env=env)
-            f.write(proc.stdout)
-            if server is not None and server.exit_status() is not None:
-                f.write(f"\nthe vLLM server died during the step: {server.death_message()}\n")
-                proc.returncode = proc.returncode or 1
-    finally:
-        if server is not None:
-            server.stop()
+    if model is not None:
+        servers.release_other_than(model)
+    started, t0, c0 = datetime.now(timezone.utc), time.perf_counter(), _cpu() + servers.cpu_s()
+    if model is not None:  # a server's start-up is part of the wall time of the step that started it
+        argv = [a.replace("{url}", servers.url(model, name)) for a in argv]
+    print(f"[{started:%H:%M:%S}] {name}: {' '.join(argv)}", flush=True)
+    with open(logs / f"{name}.log", "w") as f:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=f, text=True, env=env)
+        f.write(proc.stdout)
+        death = servers.died() if model is not None else None
+        if death is not None:
+            f.write(f"\nthe vLLM server died during the step: {death}\n")
+            proc.returncode = proc.returncode or 1
     lines = [ln.strip() for ln in proc.stdout.splitlines() if ln.strip()]
     run_dir = lines[-1] if lines and (Path(lines[-1]) / "run.json").is_file() else None
     rec = {"step": name, "command": " ".join(argv), "rc": proc.returncode, "started": started.isoformat(),
-           "wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(_cpu() - c0, 1), "run": run_dir,
+           "wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(_cpu() + servers.cpu_s() - c0, 1),
+           "run": run_dir,
            "served": model, "stdout_tail": lines[-3:]}
     _record(out, name, rec)
     print(f"  -> rc {proc.returncode}, wall {rec['wall_s']:.0f} s, CPU {rec['cpu_s']:.0f} s", flush=True)
@@ -281,18 +332,29 @@ def main() -> int:
     only = {s for s in args.only.split(",") if s}
     skip = {s for s in args.skip.split(",") if s}
     redo = {s for s in args.redo.split(",") if s}
-    if not args.summary_only:
-        for name, model, argv in steps(out):
-            if (only and name not in only) or name in skip or (not only and name in OPTIONAL):
-                continue
-            if (out / "steps" / f"{name}.json").is_file() and name not in redo:
-                print(f"{name}: recorded, skipped")
-                continue
-            if run_step(name, model, argv, out, servers)["rc"] != 0:
-                print(f"{name} failed; see {out / 'logs' / (name + '.log')}", file=sys.stderr)
-                return 1
+    live = Servers(out, servers)
+    try:
+        failed = False if args.summary_only else _run_steps(out, only, skip, redo, live)
+    finally:
+        live.stop()
+    if failed:
+        return 1
     summarize(out, Path(args.plot) if args.plot else None)
     return 0
+
+
+def _run_steps(out: Path, only: set, skip: set, redo: set, live: Servers) -> bool:
+    """Run the steps asked for in order; True when one failed."""
+    for name, model, argv in steps(out):
+        if (only and name not in only) or name in skip or (not only and name in OPTIONAL):
+            continue
+        if (out / "steps" / f"{name}.json").is_file() and name not in redo:
+            print(f"{name}: recorded, skipped")
+            continue
+        if run_step(name, model, argv, out, live)["rc"] != 0:
+            print(f"{name} failed; see {out / 'logs' / (name + '.log')}", file=sys.stderr)
+            return True
+    return False
 
 
 if __name__ == "__main__":
