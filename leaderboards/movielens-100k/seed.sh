@@ -37,8 +37,8 @@ for arg in "${methods[@]}"; do
         lightgcn) submit lightgcn "LightGCN" "Graph convolution on the user-item graph, val/test histories folded in (RecBole 1.2.1)." --params "~0.17M" \
                     --url https://arxiv.org/abs/2002.02126 --training-data "benchmark train split + val/test histories" \
                     --used-val-split ;;
-        r2rank-zero-shot|r2rank-mlp-only|tallrec|llm-listwise)
-            [ -n "$existing" ] || { echo "$m: give the run, $m=RUN_DIR (made by bench/r2rank_cpu_learning.py)" >&2; exit 2; } ;;&
+        r2rank-zero-shot|r2rank-mlp-only|tallrec|llm-listwise|llm-listwise-vllm|prompt4nr|r2rank-cot-*)
+            [ -n "$existing" ] || { echo "$m: give the run, $m=RUN_DIR (made by bench/r2rank_cpu_learning.py, bench/r2rank_cot_ml100k.py or the command in the entry)" >&2; exit 2; } ;;&
         r2rank-zero-shot) submit r2rank "R2Rank zero-shot (SmolLM2-135M, no-cot)" \
                     "R2Rank without training: the frozen SmolLM2-135M-Instruct's Recommend vs Not Recommend margin at the decision position, no reasoning (--set no_cot=true --set head=none)." \
                     --backbone "SmolLM2-135M-Instruct" --params 135M --training-data "none" ;;
@@ -53,6 +53,22 @@ for arg in "${methods[@]}"; do
         llm-listwise) submit llm-listwise "LLM listwise (SmolLM2-135M via llama.cpp)" \
                     "One listwise ranking request per instance (the paper's DeepSeek-R1 protocol) to SmolLM2-135M-Instruct (Q4_1 GGUF) served by the local llama.cpp server, 160 answer tokens." \
                     --backbone "SmolLM2-135M-Instruct" --params 135M --training-data "none" ;;
+        llm-listwise-vllm) submit llm-listwise "LLM listwise (SmolLM2-135M via vLLM, regex-constrained)" \
+                    "One listwise ranking request per instance (the paper's DeepSeek-R1 protocol) to SmolLM2-135M-Instruct (float32) served by vLLM's CPU build, the answer constrained by a regex to 20 bracketed candidate ids (--set structured_output=regex), 160 answer tokens." \
+                    --backbone "SmolLM2-135M-Instruct" --params 135M --training-data "none" ;;
+        prompt4nr) submit prompt4nr "Prompt4NR (SmolLM2-135M, LoRA)" \
+                    "Cloze-prompt fine-tuning, discrete relevance template (related/unrelated), LoRA r=8 on SmolLM2-135M-Instruct; 300 train instances x 5 examples, 2 epochs (the best epoch on the val split), score l(related) - l(unrelated)." \
+                    --url https://arxiv.org/abs/2304.05263 --backbone "SmolLM2-135M-Instruct" --params 135M \
+                    --training-data "benchmark train split (300 instances)" --used-val-split ;;
+        r2rank-cot-zero-shot) submit r2rank "R2Rank CoT zero-shot (SmolLM2-135M, 64-token reasonings)" \
+                    "R2Rank without training, with reasoning: SmolLM2-135M-Instruct writes a 64-token self-reflective reasoning per candidate (served by vLLM, greedy), the score is the Recommend vs Not Recommend margin at the decision position (--set head=none)." \
+                    --backbone "SmolLM2-135M-Instruct" --params 135M --training-data "none" ;;
+        r2rank-cot-sft) submit r2rank "R2Rank CoT after SFT (SmolLM2-135M, 64-token reasonings)" \
+                    "R2Rank with reasoning after self-reflective SFT (LoRA r=16, merged) on 292 teacher responses in the Figure 2 format (a regex-constrained SmolLM2 served by vLLM as the offline teacher, kept when the decision matches the label); 64-token reasonings from vLLM, score = the decision margin (--set head=none)." \
+                    --backbone "SmolLM2-135M-Instruct" --params 135M --training-data "benchmark train split (150 instances, teacher responses)" ;;
+        r2rank-cot-sft-rl) submit r2rank "R2Rank CoT SFT + RL (SmolLM2-135M, 64-token reasonings)" \
+                    "R2Rank with reasoning: self-reflective SFT, then RL (Algorithm 1: PPO on a LoRA policy + REINFORCE on the scoring head under Plackett-Luce with an NDCG@10 reward), rollouts written by vLLM with the adapter synced after every step; 64-token reasonings, score = the head on the decision state. Steps sized to a 2-core CPU (see the entry's command)." \
+                    --backbone "SmolLM2-135M-Instruct" --params 135M --training-data "benchmark train split" --used-val-split ;;
         *) echo "unknown method $m" >&2; exit 2 ;;
     esac
 done
