@@ -14,10 +14,11 @@ that need it on the model of that stage):
 4. ``sft``: LoRA SFT on the kept responses (merged into ``<out>/sft/final``);
 5. ``format-sft``: as 2, on the SFT model;
 6. ``sft-only``: the SFT model's zero-shot margin on the full test split;
-7. ``features-sft`` / ``head-sft`` / ``sft-head``: the scoring head's warm start: the SFT model's
-   CoT decision states cached once (reasonings from vLLM, ``r2bench r2rank features --set
-   generator=openai``), the head trained on them by REINFORCE under Plackett-Luce with
-   held-out early stopping (``r2bench r2rank head``), and that SFT model + head on the test split;
+7. ``features-sft`` / ``head-sft`` / ``probe-sft`` / ``sft-head``: the scoring head's warm start: the
+   SFT model's CoT decision states cached once (reasonings from vLLM, ``r2bench r2rank features
+   --set generator=openai``), the head trained on them by REINFORCE under Plackett-Luce with
+   held-out early stopping (``r2bench r2rank head``), a supervised listwise probe on the same
+   states (how much ranking signal they hold), and that SFT model + head on the test split;
 8. ``rl``: Algorithm 1 from the SFT model and that head (``variant=sft+rl``), a LoRA policy whose
    rollouts vLLM writes, the adapter published to the server after every step
    (``r2bench.llm.lora_sync``), held-out NDCG@10 logged;
@@ -49,6 +50,7 @@ from pathlib import Path
 DATASET = "movielens-100k"
 TOKENS = 64  # reasoning budget of every scored run (the issue's minimum)
 BASE = "smollm2-135m"
+SERVED_THREADS = 1  # torch threads of the steps that talk to a server (--threads)
 
 # sized for a shared 2-core box (see the README's R2Rank training section for what each costs)
 SYNTH = dict(max_instances=150, negatives_per_positive=1, samples_per_pair=2, temperature=0.9, max_tokens=400,
@@ -57,12 +59,12 @@ SFT = dict(lora_r=16, lora_alpha=32, lr=3e-4, epochs=1, batch_size=4, micro_batc
            checkpoint_every=10)
 # the head's warm start: REINFORCE under Plackett-Luce on the SFT model's cached CoT decision states
 # (reasonings from vLLM), early-stopped on held-out users; RL then trains the LLM and this head jointly
-FEATURES = dict(max_reasoning_tokens=TOKENS, samples=1, temperature=1.0, train_instances="last-per-user:60",
+FEATURES = dict(max_reasoning_tokens=TOKENS, samples=1, temperature=1.0, train_instances="last-per-user:40",
                 eval_instances=20, shard_size=8, threads=1, concurrency=20)
 HEAD = dict(objective="reinforce", baseline="loo", ranking_samples=8, epochs=300, patience=30, lr_head=1e-3)
-RL = dict(variant="sft+rl", lora_r=8, lora_alpha=16, steps=8, instances_per_step=2, ranking_samples=4,
+RL = dict(variant="sft+rl", lora_r=8, lora_alpha=16, steps=4, instances_per_step=2, ranking_samples=4,
           baseline="loo", max_reasoning_tokens=TOKENS, temperature=1.0, lr_policy=2e-5, lr_head=1e-3,
-          ppo_epochs=2, eval_every=4, eval_instances=12, checkpoint_every=1, sync_every=1, concurrency=20,
+          ppo_epochs=2, eval_every=2, eval_instances=8, checkpoint_every=1, sync_every=1, concurrency=20,
           train_instances="last-per-user", micro_batch=5)
 
 
@@ -78,7 +80,7 @@ def steps(out: Path) -> list[tuple[str, str | None, list[str]]]:
     runs = str(out / "runs")
     sft_final, rl_final = str(out / "sft" / "final"), str(out / "rl" / "final")
     served = ["--set", "generator=openai", "--set", "base_url={url}", "--set", "model=smollm2",
-              "--set", "server_token_ids=true", "--set", "threads=1", "--set", "concurrency=20",
+              "--set", "server_token_ids=true", "--set", "threads={threads}", "--set", "concurrency=20",
               "--set", "timeout_s=1800"]
     run = ["r2bench", "run", "--method", "r2rank", "--dataset", DATASET, "--out", runs, *served]
     fmt = [*run, "--limit", "20", "--set", "max_reasoning_tokens=256", "--set", "head=none"]
@@ -88,6 +90,8 @@ def steps(out: Path) -> list[tuple[str, str | None, list[str]]]:
             "--set", "model=smollm2", "--set", "server_token_ids=true", "--set", f"features_dir={head_dir}/features",
             *_sets(FEATURES)]
     rl_only = {**RL, "variant": "rl-only"}  # from the base model and a fresh head
+    # RL starts from the warm-started head when head-sft ran (skipped with --skip head-sft: a fresh head)
+    warm_head = ["--set", f"head={head_file}"] if (out / "steps" / "head-sft.json").is_file() else []
     return [
         ("prepare", None, ["r2bench", "prepare", DATASET]),
         ("zero-shot", BASE, [*run, "--set", f"max_reasoning_tokens={TOKENS}", "--set", "head=none",
@@ -105,10 +109,12 @@ def steps(out: Path) -> list[tuple[str, str | None, list[str]]]:
                                      *feat]),
         ("head-sft", None, ["r2bench", "r2rank", "head", "--dataset", DATASET, "--out", head_dir, *feat,
                             *_sets(HEAD)]),
+        ("probe-sft", None, ["r2bench", "r2rank", "head", "--dataset", DATASET, "--out", str(out / "probe-sft"), *feat,
+                             *_sets({**HEAD, "objective": "listwise-ce"})]),
         ("sft-head", sft_final, [*run, "--set", f"backbone={sft_final}", "--set", f"max_reasoning_tokens={TOKENS}",
                                  "--set", f"head={head_file}", "--label", "r2rank-cot-sft-head"]),
         ("rl", sft_final, ["r2bench", "r2rank", "rl", "--dataset", DATASET, "--out", str(out / "rl"),
-                           "--set", f"backbone={sft_final}", "--set", f"head={head_file}", "--set", "generator=openai",
+                           "--set", f"backbone={sft_final}", *warm_head, "--set", "generator=openai",
                            "--set", "base_url={url}", "--set", "model=smollm2", "--set", "server_token_ids=true",
                            *_sets(RL)]),
         ("sft-rl", rl_final, [*run, "--set", f"backbone={rl_final}", "--set", f"max_reasoning_tokens={TOKENS}",
@@ -195,8 +201,10 @@ class Servers:
 def run_step(name: str, model: str | None, argv: list[str], out: Path, servers: Servers) -> dict:
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    # local training steps have the box's cores; steps that talk to vLLM leave them to its worker
-    threads = "2" if model is None else "1"
+    # local training steps have the box's cores; steps that talk to vLLM leave them to its worker unless
+    # --threads says otherwise (a scoring run alone on the box: its local decision prefill is most of its time)
+    threads = "2" if model is None else str(SERVED_THREADS)
+    argv = [a.replace("{threads}", str(SERVED_THREADS)) for a in argv]
     env = {**os.environ, "OMP_NUM_THREADS": threads, "R2BENCH_PROGRESS": "0"}
     if model is not None:
         servers.release_other_than(model)
@@ -268,6 +276,43 @@ def format_table(out: Path, recs: dict) -> None:
             print(f"| {label} | {n} | {s[0]:.1%} | {s[1]:.1%} | {s[2]:.1%} | {rec}/{dec} |")
 
 
+def probe_table(out: Path) -> None:
+    """Where the signal is: on the SFT model's held-out CoT decision states (val, greedy reasonings), NDCG@10 of
+    the zero-shot margin, the REINFORCE head and the supervised listwise probe, per instance, paired."""
+    import numpy as np
+    import torch
+
+    from r2bench.eval.metrics import per_instance_metrics
+    from r2bench.eval.significance import wilcoxon_p
+    from r2bench.r2rank.features import load_split
+    from r2bench.r2rank.head import ScoringHead
+
+    infos = {k: out / d / "final" / "r2rank_train.json" for k, d in (("head", "head-sft"), ("probe", "probe-sft"))}
+    if not all(p.is_file() for p in infos.values()):
+        return
+    meta = {k: json.loads(p.read_text()) for k, p in infos.items()}
+    val = load_split(meta["head"]["features"][meta["head"]["eval_split"]])
+    target = val.target.numpy()
+
+    def ndcg(scores: np.ndarray) -> np.ndarray:
+        return np.asarray(per_instance_metrics(scores, target, ("ndcg@10",))["ndcg@10"], dtype=float)
+
+    rows = {"zero-shot margin (head=none)": ndcg(val.margin[:, 0].numpy())}
+    for k, label in (("head", "REINFORCE head (the RL warm start)"), ("probe", "listwise-CE probe")):
+        head = ScoringHead.load(out / ("head-sft" if k == "head" else "probe-sft") / "final" / "head.safetensors")
+        with torch.no_grad():
+            rows[label] = ndcg(head(val.hidden[:, 0].float()).numpy())
+    base = rows["zero-shot margin (head=none)"]
+    print(f"\nSignal in the SFT model's CoT decision states: {val.hidden.shape[0]} held-out val instances "
+          f"(greedy {TOKENS}-token reasonings from vLLM; heads trained on {meta['head']['train_instances']} train "
+          f"instances' sampled reasonings)")
+    print("| scorer | val NDCG@10 | p vs the margin |")
+    print("|---|---:|---:|")
+    for label, v in rows.items():
+        p = "-" if v is base else f"{wilcoxon_p(v, base):.2g}"
+        print(f"| {label} | {v.mean():.4f} | {p} |")
+
+
 def summarize(out: Path, plot: Path | None) -> None:
     from r2bench.eval.significance import wilcoxon_p
 
@@ -294,6 +339,7 @@ def summarize(out: Path, plot: Path | None) -> None:
             print(f"| {name} | {m['ndcg@1'].mean():.4f} | {m['ndcg@5'].mean():.4f} | {m['ndcg@10'].mean():.4f} | "
                   f"{ps[0]} | {ps[1]} |")
     format_table(out, recs)
+    probe_table(out)
     logs = {lab: out / d / "log.csv" for lab, d in (("SFT + RL", "rl"), ("RL only", "rl-only"))
             if (out / d / "log.csv").is_file()}
     if plot and logs:
@@ -319,7 +365,11 @@ def main() -> int:
                     help="a running server of MODEL (smollm2-135m, or a model folder such as <out>/sft/final) serving "
                          "it as smollm2 (e.g. r2bench serve-local --engine vllm --model MODEL), used by the steps on that "
                          "model instead of starting one (repeatable)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads of the steps that talk to a server (their local decision prefill)")
     args = ap.parse_args()
+    global SERVED_THREADS
+    SERVED_THREADS = args.threads
     out = Path(args.out).resolve()
     for spec in args.adopt:
         name, _, rest = spec.partition("=")

@@ -26,6 +26,8 @@ The settings r2bench starts it with, and why:
   forward pass (the PPO ratio, the LoRA sync check), and AVX2-only CPUs have no fast
   bfloat16 (``--dtype bfloat16`` is faster where AVX-512-BF16 exists:
   ``bench/r2rank_throughput.py`` measures both);
+- ``VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS=3600`` (vLLM's default 300 s shut a server down when one step
+  stalled under memory pressure on a loaded 2-core box);
 - ``VLLM_CPU_KVCACHE_SPACE`` (GiB of KV cache, default 2 here), no usage statistics,
   offline Hugging Face, no uvicorn access log (one line per request would bury the
   lines that explain a crash).
@@ -165,6 +167,10 @@ def server_env(kv_cache_gib: int, isa_cap: str | None = None, base: dict[str, st
         "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
     })
+    # vLLM kills its engine when one model step takes longer than this (default 300 s). On a 2-core box
+    # under memory pressure (the kernel reclaiming pages for a trainer beside it) a step stalled past it and
+    # the server shut down mid-run; a stalled step is slow, not dead, so it gets an hour (a caller's value wins).
+    env.setdefault("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", "3600")
     if isa_cap:
         env["ONEDNN_MAX_CPU_ISA"] = isa_cap
     return env

@@ -91,6 +91,8 @@ def test_the_command_line_carries_the_settings_the_cpu_needs(tmp_path):
     assert cmd[:3] == ["py", "-m", "vllm.entrypoints.openai.api_server"]
     env = V.server_env(3, base={"PYTHONPATH": "/somewhere", "HOME": "/root"})
     assert "PYTHONPATH" not in env and env["VLLM_CPU_KVCACHE_SPACE"] == "3" and env["HOME"] == "/root"
+    assert env["VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS"] == "3600"  # a stalled step on a loaded box is not a dead one
+    assert V.server_env(3, base={"VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "60"})["VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS"] == "60"
     with pytest.raises(R2BenchError, match="not a Hugging Face model folder"):
         V.VLLMServer(tmp_path / "absent", python="py")
 
