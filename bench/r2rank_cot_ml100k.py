@@ -62,7 +62,7 @@ SFT = dict(lora_r=16, lora_alpha=32, lr=3e-4, epochs=1, batch_size=4, micro_batc
 FEATURES = dict(max_reasoning_tokens=TOKENS, samples=1, temperature=1.0, train_instances="last-per-user:40",
                 eval_instances=20, shard_size=8, threads=1, concurrency=20)
 HEAD = dict(objective="reinforce", baseline="loo", ranking_samples=8, epochs=300, patience=30, lr_head=1e-3)
-RL = dict(variant="sft+rl", lora_r=8, lora_alpha=16, steps=4, instances_per_step=2, ranking_samples=4,
+RL = dict(variant="sft+rl", lora_r=8, lora_alpha=16, steps=1, instances_per_step=2, ranking_samples=4,
           baseline="loo", max_reasoning_tokens=TOKENS, temperature=1.0, lr_policy=2e-5, lr_head=1e-3,
           ppo_epochs=2, eval_every=2, eval_instances=8, checkpoint_every=1, sync_every=1, concurrency=20,
           train_instances="last-per-user", micro_batch=5)

@@ -67,8 +67,8 @@ for arg in "${methods[@]}"; do
                     "R2Rank with reasoning after self-reflective SFT (LoRA r=16, merged) on 292 teacher responses in the Figure 2 format (a regex-constrained SmolLM2 served by vLLM as the offline teacher, kept when the decision matches the label); 64-token reasonings from vLLM, score = the decision margin (--set head=none)." \
                     --backbone "SmolLM2-135M-Instruct" --params 135M --training-data "benchmark train split (150 instances, teacher responses)" ;;
         r2rank-cot-sft-rl) submit r2rank "R2Rank CoT SFT + RL (SmolLM2-135M, 64-token reasonings)" \
-                    "R2Rank with reasoning: self-reflective SFT, then RL (Algorithm 1: PPO on a LoRA policy + REINFORCE on the scoring head under Plackett-Luce with an NDCG@10 reward), rollouts written by vLLM with the adapter synced after every step; 64-token reasonings, score = the head on the decision state. Steps sized to a 2-core CPU (see the entry's command)." \
-                    --backbone "SmolLM2-135M-Instruct" --params 135M --training-data "benchmark train split" --used-val-split ;;
+                    "R2Rank with reasoning: self-reflective SFT, then RL (Algorithm 1: PPO on a LoRA policy + REINFORCE on the scoring head under Plackett-Luce with an NDCG@10 reward), rollouts written by vLLM with the adapter synced after every step; 64-token reasonings, score = the head on the decision state. Sized to what a 2-core CPU allowed: one RL step of 2 instances from a fresh head, so this is the pipeline's first real run, not a trained ranker." \
+                    --backbone "SmolLM2-135M-Instruct" --params 135M --training-data "benchmark train split (150 instances of teacher responses; 2 RL instances)" ;;
         *) echo "unknown method $m" >&2; exit 2 ;;
     esac
 done

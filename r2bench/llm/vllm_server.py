@@ -197,6 +197,35 @@ def _model_folder(model_dir: str | Path) -> Path:
     return path
 
 
+def _is_r2bench_extra(file: Path) -> bool:
+    """A safetensors file that r2bench stores beside a model (R2Rank's scoring head), not model weights."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="numpy") as f:
+            return str((f.metadata() or {}).get("format", "")).startswith("r2bench.")
+    except Exception:  # noqa: BLE001 - not readable as safetensors: vLLM will say so itself
+        return False
+
+
+def weights_view(folder: Path) -> tuple[Path, Path | None]:
+    """The folder vLLM should load, and a temporary folder to remove afterwards (None when not needed).
+
+    vLLM loads every ``*.safetensors`` file of a folder without an index, so an exported R2Rank model
+    (``head.safetensors`` beside ``model.safetensors``) fails with "There is no module or parameter named
+    'net'". Such a folder is served through a temporary view: symlinks to everything but r2bench's files."""
+    extras = {f.name for f in folder.glob("*.safetensors") if _is_r2bench_extra(f)}
+    if not extras:
+        return folder, None
+    import tempfile
+
+    view = Path(tempfile.mkdtemp(prefix="r2bench-vllm-model-"))
+    for item in folder.iterdir():
+        if item.name not in extras:
+            (view / item.name).symlink_to(item.resolve())
+    return view, view
+
+
 class VLLMServer(ServerProcess):
     """vLLM's OpenAI-compatible server on a local HF folder: ``with VLLMServer(folder) as srv: ...``."""
 
@@ -209,13 +238,19 @@ class VLLMServer(ServerProcess):
         extra_args: tuple[str, ...] = (), check_cpu: bool = True, isa_cap: str | None = None,
     ):
         self.model = _model_folder(model_dir)
+        self.weights, view = weights_view(self.model)  # the folder vLLM loads (without R2Rank's head)
+        if view is not None:  # symlinks only; removed with this object (a restart reuses it until then)
+            import shutil
+            import weakref
+
+            weakref.finalize(self, shutil.rmtree, view, True)
         self.python = Path(python) if python else vllm_python()
         self.kv_cache_gib = kv_cache_gib
         self.check_cpu = check_cpu
         self.isa_cap = isa_cap  # ONEDNN_MAX_CPU_ISA asked for (None: only if the CPU check needs one)
         self.cpu: CPUCheck | None = None
         port = port or free_port(host)
-        cmd = server_command(self.python, self.model, host, port, alias=alias, max_model_len=max_model_len,
+        cmd = server_command(self.python, self.weights, host, port, alias=alias, max_model_len=max_model_len,
                              dtype=dtype, max_lora_rank=max_lora_rank, max_loras=max_loras, seed=seed,
                              extra_args=tuple(extra_args))
         super().__init__(cmd, host, port, alias, log_path, server_env(kv_cache_gib, isa_cap),

@@ -112,3 +112,28 @@ def test_the_death_message_names_the_likely_cause(tmp_path):
     assert "out-of-memory killer" in msg and "3 GiB of KV cache" in msg and "chunked" not in msg
     (tmp_path / "server.log").write_text("RuntimeError: CPU Generator does not use offset\n")
     assert "--no-enable-chunked-prefill" in srv.death_message()
+
+
+def test_an_exported_r2rank_folder_is_served_without_its_head(tmp_path):
+    """vLLM loads every *.safetensors of a folder: the scoring head beside the weights must not be among them."""
+    import torch
+    from safetensors.torch import save_file
+
+    from r2bench.r2rank.head import ScoringHead
+
+    folder = tmp_path / "final"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    save_file({"model.embed_tokens.weight": torch.zeros(2, 2)}, str(folder / "model.safetensors"))
+    ScoringHead(8, 4).save(folder / "head.safetensors")
+    view, tmp = V.weights_view(folder)
+    assert tmp == view and view != folder
+    assert sorted(p.name for p in view.iterdir()) == ["config.json", "model.safetensors"]
+    assert (view / "model.safetensors").resolve() == (folder / "model.safetensors").resolve()
+    server = V.VLLMServer(folder, python="py", check_cpu=False)
+    assert str(server.weights) in server.cmd and str(folder) not in server.cmd
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "config.json").write_text("{}")
+    save_file({"w": torch.zeros(1)}, str(plain / "model.safetensors"))
+    assert V.weights_view(plain) == (plain, None)
