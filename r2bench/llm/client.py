@@ -94,9 +94,12 @@ class LLMClient:
     """Sends chat requests built by :meth:`request`; :meth:`run_batch` is the sync entry point."""
 
     def __init__(self, config: ClientConfig, seed: int = 0, cache: ResponseCache | None = None,
-                 allow_partial: bool = False):
+                 allow_partial: bool = False, cache_scope: str | None = None):
         self.config = config
         self.allow_partial = allow_partial
+        #: hashed into every cache key, never sent: what the request does not say but the answer depends on,
+        #: such as the weights behind a served model name (r2bench serves every local model as "smollm2")
+        self.cache_scope = cache_scope
         self.seed = config.request_seed if config.request_seed is not None else seed
         if cache is None and config.cache:
             cache = ResponseCache(config.cache_path or None)
@@ -275,12 +278,16 @@ class LLMClient:
             return "empty", "no answer text" + (" (reasoning only)" if res.reasoning else "")
         return None, None
 
+    def cache_key(self, request: dict[str, Any]) -> str:
+        """The response cache's key of ``request`` (within this client's ``cache_scope``)."""
+        return request_key(request if self.cache_scope is None else {**request, "cache_scope": self.cache_scope})
+
     # -- batches -----------------------------------------------------------------------------
     async def arun(self, requests: Sequence[dict[str, Any]], on_done: Callable[[CallResult], None] | None = None) -> list[CallResult]:
         """Answer ``requests`` (cache first, then the server), in order. Async entry point."""
         import openai
 
-        keys = [request_key(r) for r in requests]
+        keys = [self.cache_key(r) for r in requests]
         by_key: dict[str, CallResult] = {}
         if self.cache is not None:
             for k, data in self.cache.get_many(keys).items():
@@ -333,7 +340,7 @@ class LLMClient:
         """
         from r2bench.progress import bar
 
-        hits = len(self.cache.get_many([request_key(r) for r in requests])) if self.cache is not None else 0
+        hits = len(self.cache.get_many([self.cache_key(r) for r in requests])) if self.cache is not None else 0
         own = on_progress is None
         with bar(total=len(requests), desc=desc, unit="req", initial=hits, disable=not own) as b:
             counted, failed = hits, 0

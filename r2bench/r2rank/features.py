@@ -83,6 +83,14 @@ def weights_digest(folder: str | Path) -> str:
     return sha256_text(canonical_json({n: sha256_file(folder / n) for n in names}))
 
 
+def served_weights_scope(backbone_digest: str, adapter_digest: str | None = None) -> str:
+    """The response cache's scope for reasonings served from these weights.
+
+    A served model's name says nothing of its weights (``r2bench serve-local`` serves every local
+    folder as "smollm2"), so the reasonings of one model must never answer another's requests."""
+    return f"weights:{backbone_digest}" + (f"+adapter:{adapter_digest}" if adapter_digest else "")
+
+
 def template_digest(tokenizer: Any) -> str:
     """sha256 of what shapes a prompt: the Figure 2 texts, the length limits and the chat template."""
     from r2bench.lm import prompts as P
@@ -142,7 +150,8 @@ def instance_states(model: Any, tokenizer: Any, prompt_ids: Sequence[Sequence[in
 class StateComputer:
     """Computes the states of instance rows with a loaded frozen model (the cache's and the online path)."""
 
-    def __init__(self, cfg: Any, model: Any, tokenizer: Any, benchmark: Any, greedy: bool, seed: int):
+    def __init__(self, cfg: Any, model: Any, tokenizer: Any, benchmark: Any, greedy: bool, seed: int,
+                 cache_scope: str | None = None):
         self.cfg, self.model, self.tok = cfg, model, tokenizer
         self.records = benchmark.item_records()
         self.profile_fields = benchmark.profile_fields
@@ -155,7 +164,7 @@ class StateComputer:
             from r2bench.llm.client import LLMClient
 
             require("openai", purpose="feature reasonings with generator=openai")
-            self.client = LLMClient(cfg, seed=seed, allow_partial=True)
+            self.client = LLMClient(cfg, seed=seed, allow_partial=True, cache_scope=cache_scope)
 
     def _messages(self, row: dict[str, Any]) -> list[list[dict[str, str]]]:
         from r2bench.lm.prompts import instance_prompt
@@ -337,7 +346,8 @@ def build_features(cfg: Any, benchmark: Any, root: str | Path, seed: int = 0, sp
             raise R2BenchError(f"benchmark {benchmark.path} has no {split} instances for train_instances={selection!r}")
         key = feature_key(cfg, benchmark, tokenizer, b_digest, a_digest, split, selection, greedy=not is_train,
                           seed=seed, dtype=dtype)
-        computer = StateComputer(cfg, model, tokenizer, benchmark, greedy=not is_train, seed=seed)
+        computer = StateComputer(cfg, model, tokenizer, benchmark, greedy=not is_train, seed=seed,
+                                 cache_scope=served_weights_scope(b_digest, a_digest))
         t0 = time.perf_counter()
         out[split] = build_split(computer, rows, key, root, on_instance)
         log.info("features %s: %.1f s", split, time.perf_counter() - t0)

@@ -169,7 +169,12 @@ class R2RankMethod(BaseMethod):
         from r2bench.llm.client import LLMClient
 
         if self._llm is None:
-            self._llm = LLMClient(self.config, seed=self.seed, allow_partial=True)
+            from r2bench.r2rank.features import served_weights_scope, weights_digest
+
+            c = self.config
+            scope = served_weights_scope(weights_digest(self._backbone_path),
+                                         weights_digest(c.adapter) if c.adapter else None)
+            self._llm = LLMClient(c, seed=self.seed, allow_partial=True, cache_scope=scope)
         return self._llm
 
     def _announce(self, n_inst: int, k: int, prompt_tokens: int) -> None:

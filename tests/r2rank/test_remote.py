@@ -146,3 +146,33 @@ def test_openai_rollouts_of_a_full_finetune_are_refused(tiny_model_dir, tiny_ben
     model, tok = load_policy(cfg.backbone, cfg, device="cpu", dtype="float32")
     with pytest.raises(R2BenchError, match="needs a LoRA policy"):
         RLTrainer(cfg, model, tok, fresh_head(model.config.hidden_size, 8), tiny_benchmark, seed=0)
+
+
+def test_served_reasonings_are_cached_per_weights_not_per_served_name(tiny_model_dir, tmp_path):
+    """serve-local serves every folder as "smollm2": another model's cached reasonings must not answer."""
+    pytest.importorskip("openai")
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from r2bench.r2rank.method import R2RankConfig, R2RankMethod
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    weights = next(other.glob("*.safetensors"))
+    state = load_file(str(weights))
+    save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}, str(weights),
+              metadata={"format": "pt"})
+
+    def client_of(folder):
+        m = R2RankMethod(R2RankConfig(backbone=str(folder), generator="openai", base_url="http://127.0.0.1:9/v1",
+                                      model="smollm2", head="none", device="cpu", dtype="float32"))
+        m.load()
+        return m._client()
+
+    a, b, a2 = client_of(tiny_model_dir), client_of(other), client_of(tiny_model_dir)
+    req = a.completion_request([1, 2, 3], max_tokens=4)
+    assert req == b.completion_request([1, 2, 3], max_tokens=4)  # the same request goes to the server
+    assert a.cache_key(req) != b.cache_key(req)  # but the answers are kept apart
+    assert a.cache_key(req) == a2.cache_key(req)  # and found again for the same weights
+    assert "cache_scope" not in req
