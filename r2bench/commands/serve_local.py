@@ -76,27 +76,26 @@ def run(args) -> int:
     srv = _server(args)
     print(f"starting: {' '.join(srv.cmd)}\nlog: {srv.log_path}", flush=True)
     wait = args.wait if args.wait is not None else (600.0 if args.engine == "vllm" else 180.0)
-    try:
+    stopped = False
+    try:  # one handler from start to the end: a SIGTERM right after the "serving" line is a clean stop too
         srv.start(wait_s=wait)
-    except KeyboardInterrupt:
-        srv.stop()
-        return 0
-    if getattr(srv, "cpu", None) is not None:
-        print(srv.cpu.describe(), flush=True)
-    print(
-        f"serving {srv.model.name} with {srv.engine} as {srv.alias!r} at {srv.base_url}\n"
-        f"try: r2bench run --method llm-listwise --dataset movielens-100k --limit 20 "
-        f"--set base_url={srv.base_url} --set model={srv.alias}\n(Ctrl-C stops it)",
-        flush=True,
-    )
-    try:
+        if getattr(srv, "cpu", None) is not None:
+            print(srv.cpu.describe(), flush=True)
+        print(
+            f"serving {srv.model.name} with {srv.engine} as {srv.alias!r} at {srv.base_url}\n"
+            f"try: r2bench run --method llm-listwise --dataset movielens-100k --limit 20 "
+            f"--set base_url={srv.base_url} --set model={srv.alias}\n(Ctrl-C stops it)",
+            flush=True,
+        )
         srv.proc.wait()
     except KeyboardInterrupt:
-        return 0
+        stopped = True
     finally:
-        died = srv.exit_status() is not None
+        died = not stopped and srv.exit_status() is not None
         message = srv.death_message() if died else ""
         srv.stop()
+    if stopped or not died:
+        return 0
     # it ended on its own: say how (the signal of a crash), with its last log lines
     print(f"r2bench serve-local: error: {message}", file=sys.stderr)
     return 1
