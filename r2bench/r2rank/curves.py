@@ -24,10 +24,12 @@ def plot_head_logs(logs: dict[str, str | Path], out: str | Path, *, chance: floa
     require("matplotlib", purpose="learning-curve plots")
     from matplotlib import colormaps
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(11, 5.2), dpi=110, layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[3, 2])
     colors = colormaps["tab10"]
+    evaluated, last_step = False, 1.0
     for i, (label, path) in enumerate(logs.items()):
         df = pl.read_csv(path, infer_schema_length=None).with_columns(pl.exclude("epoch", "steps").cast(pl.Float64))
         c = colors(i % 10)
@@ -74,17 +76,22 @@ def plot_rl_logs(logs: dict[str, str | Path], out: str | Path, *, chance: float 
     require("matplotlib", purpose="learning-curve plots")
     from matplotlib import colormaps
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(11, 5.2), dpi=110, layout="constrained")
     left, right = fig.subplots(1, 2)
     colors = colormaps["tab10"]
+    evaluated, last_step = False, 1.0
     for i, (label, path) in enumerate(logs.items()):
         df = pl.read_csv(path, infer_schema_length=None).with_columns(pl.exclude("step").cast(pl.Float64)).sort("step")
         c = colors(i % 10)
-        left.plot(df["step"], df["reward"], color=c, lw=0.8, alpha=0.45)
+        last_step = max(last_step, float(df["step"].max() or 1))
+        few = dict(marker="o", ms=4) if df.height <= 20 else {}  # a run of a few steps is points, not a line
+        left.plot(df["step"], df["reward"], color=c, lw=0.8, alpha=0.45, **few)
         smooth = df["reward"].rolling_mean(window_size=min(5, df.height), min_samples=1)
-        left.plot(df["step"], smooth, color=c, lw=2.0, label=f"{label} (5-step mean)")
+        left.plot(df["step"], smooth, color=c, lw=2.0, label=f"{label} (5-step mean)", **few)
         held = df.select("step", "greedy_ndcg").drop_nans().drop_nulls()
+        evaluated = evaluated or held.height > 0
         if held.height:
             right.plot(held["step"], held["greedy_ndcg"], color=c, lw=1.8, marker="o", ms=4,
                        label=f"{label} (last {held['greedy_ndcg'][-1]:.3f})")
@@ -93,6 +100,12 @@ def plot_rl_logs(logs: dict[str, str | Path], out: str | Path, *, chance: float 
     if chance is not None:
         for ax in (left, right):
             ax.axhline(chance, color="0.6", ls="--", lw=1.0, label=f"chance ({chance:.3f})")
+    if not evaluated:
+        right.text(0.5, 0.5, "no held-out evaluation was logged\n(eval_every > steps, or eval_instances=0)",
+                   ha="center", va="center", transform=right.transAxes, fontsize=9, color="0.3")
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0, last_step + max(1.0, 0.02 * last_step))  # step 0 (the start) is where evaluations begin
     left.set_xlabel("RL step")
     left.set_ylabel("mean NDCG@10 of sampled rankings")
     left.set_title("Reward (Plackett-Luce samples of the step's instances)")
