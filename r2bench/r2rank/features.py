@@ -40,8 +40,9 @@ from typing import Any
 
 import torch
 
-from r2bench.atomic import canonical_json, sha256_file, sha256_text, write_json
+from r2bench.atomic import canonical_json, sha256_text, write_json
 from r2bench.errors import R2BenchError
+from r2bench.r2rank.digests import served_weights_scope, weights_digest  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -72,24 +73,6 @@ class FeatureSet:
 
 
 # ----------------------------------------------------------------------------- the key
-
-def weights_digest(folder: str | Path) -> str:
-    """sha256 over a model or adapter folder's config and weight files (names and contents)."""
-    folder = Path(folder)
-    names = sorted(p.name for p in folder.iterdir() if p.is_file() and (
-        p.suffix in (".safetensors", ".bin") or p.name in ("config.json", "adapter_config.json")))
-    if not names:
-        raise R2BenchError(f"{folder}: no config or weight files to fingerprint")
-    return sha256_text(canonical_json({n: sha256_file(folder / n) for n in names}))
-
-
-def served_weights_scope(backbone_digest: str, adapter_digest: str | None = None) -> str:
-    """The response cache's scope for reasonings served from these weights.
-
-    A served model's name says nothing of its weights (``r2bench serve-local`` serves every local
-    folder as "smollm2"), so the reasonings of one model must never answer another's requests."""
-    return f"weights:{backbone_digest}" + (f"+adapter:{adapter_digest}" if adapter_digest else "")
-
 
 def template_digest(tokenizer: Any) -> str:
     """sha256 of what shapes a prompt: the Figure 2 texts, the length limits and the chat template."""

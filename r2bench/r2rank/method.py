@@ -169,7 +169,7 @@ class R2RankMethod(BaseMethod):
         from r2bench.llm.client import LLMClient
 
         if self._llm is None:
-            from r2bench.r2rank.features import served_weights_scope, weights_digest
+            from r2bench.r2rank.digests import served_weights_scope, weights_digest
 
             c = self.config
             scope = served_weights_scope(weights_digest(self._backbone_path),
