@@ -325,9 +325,9 @@ class Prompt4NRMethod(BaseMethod):
         import torch
 
         from baselines.prompt4nr_templates import answer_token_ids
+        from r2bench.lm.checkpoints import CSVLog
         from baselines.trainable import (
             Checkpoints,
-            CSVLog,
             held_out_rows,
             load_trainable_state,
             mean_ndcg10,

@@ -67,9 +67,9 @@ def train_r2ec(m, benchmark) -> dict[str, Any]:
 
     from baselines.r2ec_model import ServedPolicy, item_embeddings, user_pass
     from baselines.recpo import group_advantages, recpo_loss, relabel_mask, rewards, similarity
+    from r2bench.lm.checkpoints import CSVLog
     from baselines.trainable import (
         Checkpoints,
-        CSVLog,
         held_out_rows,
         load_trainable_state,
         mean_ndcg10,

@@ -1,5 +1,6 @@
 """What the trainable LLM baselines (Prompt4NR, R2ec) share: train-instance sampling, held-out NDCG@10,
-resumable checkpoints in safetensors, the best state kept in memory, and a CSV log.
+resumable checkpoints in safetensors (on :class:`r2bench.lm.checkpoints.CheckpointDir`) and the best state kept
+in memory; the CSV log is :class:`r2bench.lm.checkpoints.CSVLog`, as for the other trainers.
 
 Checkpoints (``<folder>/trainable.safetensors``, ``optimizer.safetensors``, ``state.json``)
 hold only the parameters that train (LoRA matrices, new token rows, or everything for
@@ -10,16 +11,15 @@ newest complete checkpoint and is written last.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from r2bench.atomic import atomic_path, write_json, write_text
+from r2bench.atomic import atomic_path, write_json
+from r2bench.lm.checkpoints import CheckpointDir
 
 log = logging.getLogger(__name__)
 
@@ -97,19 +97,8 @@ def _load_optimizer(optimizer, tensors: dict[str, Any], meta: dict[str, Any]) ->
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-class Checkpoints:
+class Checkpoints(CheckpointDir):
     """``<root>/checkpoints/<name>/`` with the trainable weights, the optimizer and a JSON state; ``LATEST`` last."""
-
-    def __init__(self, root: str | Path, keep: int = 2):
-        self.root = Path(root) / "checkpoints"
-        self.keep = keep
-
-    def latest(self) -> Path | None:
-        f = self.root / "LATEST"
-        if not f.is_file():
-            return None
-        d = self.root / f.read_text().strip()
-        return d if (d / "state.json").is_file() else None
 
     def save(self, name: str, model, optimizer, state: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
         """Write checkpoint ``name``; ``extra`` holds further named tensors (e.g. the best state so far)."""
@@ -125,10 +114,7 @@ class Checkpoints:
             for key, tens in (extra or {}).items():
                 save_file({k: v.contiguous() for k, v in tens.items()}, str(tmp / f"{key}.safetensors"))
             write_json(tmp / "state.json", state)
-        write_text(self.root / "LATEST", name)
-        olds = sorted(d for d in self.root.iterdir() if d.is_dir() and d.name != name)
-        for d in olds[: max(0, len(olds) - (self.keep - 1))]:
-            shutil.rmtree(d, ignore_errors=True)
+        self.mark_latest(name)
         return target
 
     @staticmethod
@@ -147,35 +133,6 @@ class Checkpoints:
 
         f = folder / f"{key}.safetensors"
         return load_file(str(f)) if f.is_file() else None
-
-
-class CSVLog:
-    """Append-only CSV of dict rows (header once); :meth:`truncate_after` drops rows a resumed run redoes."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(self, row: dict[str, Any]) -> None:
-        new = not self.path.is_file() or self.path.stat().st_size == 0
-        with open(self.path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
-
-    def truncate_after(self, step: int, key: str = "step") -> None:
-        if not self.path.is_file():
-            return
-        with open(self.path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        if not rows:
-            return
-        keep = [r for r in rows if int(float(r.get(key, 0))) <= step]
-        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(keep)
 
 
 def set_threads(n: int) -> None:

@@ -50,7 +50,6 @@ from pathlib import Path
 DATASET = "movielens-100k"
 TOKENS = 64  # reasoning budget of every scored run (the issue's minimum)
 BASE = "smollm2-135m"
-SERVED_THREADS = 1  # torch threads of the steps that talk to a server (--threads)
 
 # sized for a shared 2-core box (see the README's R2Rank training section for what each costs)
 SYNTH = dict(max_instances=150, negatives_per_positive=1, samples_per_pair=2, temperature=0.9, max_tokens=400,
@@ -198,13 +197,14 @@ class Servers:
             self.live = None
 
 
-def run_step(name: str, model: str | None, argv: list[str], out: Path, servers: Servers) -> dict:
+def run_step(name: str, model: str | None, argv: list[str], out: Path, servers: Servers,
+             served_threads: int = 1) -> dict:
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     # local training steps have the box's cores; steps that talk to vLLM leave them to its worker unless
     # --threads says otherwise (a scoring run alone on the box: its local decision prefill is most of its time)
-    threads = "2" if model is None else str(SERVED_THREADS)
-    argv = [a.replace("{threads}", str(SERVED_THREADS)) for a in argv]
+    threads = "2" if model is None else str(served_threads)
+    argv = [a.replace("{threads}", str(served_threads)) for a in argv]
     env = {**os.environ, "OMP_NUM_THREADS": threads, "R2BENCH_PROGRESS": "0"}
     if model is not None:
         servers.release_other_than(model)
@@ -368,8 +368,6 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads of the steps that talk to a server (their local decision prefill)")
     args = ap.parse_args()
-    global SERVED_THREADS
-    SERVED_THREADS = args.threads
     out = Path(args.out).resolve()
     for spec in args.adopt:
         name, _, rest = spec.partition("=")
@@ -384,7 +382,7 @@ def main() -> int:
     redo = {s for s in args.redo.split(",") if s}
     live = Servers(out, servers)
     try:
-        failed = False if args.summary_only else _run_steps(out, only, skip, redo, live)
+        failed = False if args.summary_only else _run_steps(out, only, skip, redo, live, args.threads)
     finally:
         live.stop()
     if failed:
@@ -393,7 +391,7 @@ def main() -> int:
     return 0
 
 
-def _run_steps(out: Path, only: set, skip: set, redo: set, live: Servers) -> bool:
+def _run_steps(out: Path, only: set, skip: set, redo: set, live: Servers, served_threads: int) -> bool:
     """Run the steps asked for in order; True when one failed."""
     for name, model, argv in steps(out):
         if (only and name not in only) or name in skip or (not only and name in OPTIONAL):
@@ -401,7 +399,7 @@ def _run_steps(out: Path, only: set, skip: set, redo: set, live: Servers) -> boo
         if (out / "steps" / f"{name}.json").is_file() and name not in redo:
             print(f"{name}: recorded, skipped")
             continue
-        if run_step(name, model, argv, out, live)["rc"] != 0:
+        if run_step(name, model, argv, out, live, served_threads)["rc"] != 0:
             print(f"{name} failed; see {out / 'logs' / (name + '.log')}", file=sys.stderr)
             return True
     return False

@@ -62,7 +62,30 @@ def _sub(state: dict[str, Any] | None, prefix: str) -> dict[str, Any] | None:
     return None if state is None else {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-class Checkpointer:
+class CheckpointDir:
+    """``<root>/checkpoints/<name>/`` folders, ``LATEST`` naming the newest complete one; the ``keep`` newest kept."""
+
+    def __init__(self, root: str | Path, keep: int = 2):
+        self.root = Path(root) / "checkpoints"
+        self.keep = keep
+
+    def latest(self) -> Path | None:
+        f = self.root / "LATEST"
+        if not f.is_file():
+            return None
+        d = self.root / f.read_text().strip()
+        return d if (d / "state.json").is_file() else None
+
+    def mark_latest(self, name: str, pattern: str = "*") -> None:
+        """Name ``name`` the newest (written last: a killed run resumes from a complete checkpoint), then drop
+        the oldest folders matching ``pattern`` beyond ``keep``."""
+        write_text(self.root / "LATEST", name)
+        olds = sorted(d for d in self.root.glob(pattern) if d.is_dir() and d.name != name)
+        for d in olds[: max(0, len(olds) - (self.keep - 1))]:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+class Checkpointer(CheckpointDir):
     """Resumable checkpoints under ``<out>/checkpoints`` (see the module docstring).
 
     Engine-aware: every process calls :meth:`save` and :meth:`load_optimizer`. Where each
@@ -73,17 +96,6 @@ class Checkpointer:
     policy (``policy/``: the model or LoRA adapter) and the head (``head.safetensors``) are
     written whole by the main process (gathered first where the engine shards them).
     """
-
-    def __init__(self, out_dir: Path, keep: int = 2):
-        self.root = Path(out_dir) / "checkpoints"
-        self.keep = keep
-
-    def latest(self) -> Path | None:
-        f = self.root / "LATEST"
-        if not f.is_file():
-            return None
-        d = self.root / f.read_text().strip()
-        return d if (d / "state.json").is_file() else None
 
     def save(self, step: int, engine, model, tokenizer, optimizer, state: dict[str, Any],
              save_model: bool = True) -> Path:
@@ -111,10 +123,7 @@ class Checkpointer:
             write_json(tmp / "state.json", {"step": step, **state})
             shutil.rmtree(target, ignore_errors=True)
             tmp.rename(target)
-            write_text(self.root / "LATEST", name)  # last: a killed run resumes from a complete checkpoint
-            olds = sorted(d for d in self.root.glob("step-*") if d.is_dir() and d.name != name)
-            for d in olds[: max(0, len(olds) - (self.keep - 1))]:
-                shutil.rmtree(d, ignore_errors=True)
+            self.mark_latest(name, "step-*")
         engine.barrier()
         return target
 
@@ -162,15 +171,15 @@ class CSVLog:
                 if isinstance(v, (int, float)) and k != "step":
                     self.tb.add_scalar(k, v, step)
 
-    def truncate_after(self, step: int) -> None:
-        """Drop rows logged after ``step`` (a resumed run re-does them)."""
+    def truncate_after(self, step: int, key: str = "step") -> None:
+        """Drop rows logged after ``step`` of column ``key`` (a resumed run re-does them)."""
         if not self.path.is_file():
             return
         with open(self.path, newline="") as f:
             rows = list(csv.DictReader(f))
         if not rows:
             return
-        keep = [r for r in rows if int(float(r.get("step", 0))) <= step]
+        keep = [r for r in rows if int(float(r.get(key, 0))) <= step]
         with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()

@@ -42,7 +42,7 @@ import torch
 
 from r2bench.atomic import canonical_json, sha256_text, write_json
 from r2bench.errors import R2BenchError
-from r2bench.r2rank.digests import served_weights_scope, weights_digest  # noqa: F401 (re-exported)
+from r2bench.r2rank.digests import served_weights_scope, weights_digest
 
 log = logging.getLogger(__name__)
 
